@@ -1,0 +1,58 @@
+"""Compact JSON serialisation for JSON-lines staging files.
+
+orjson is used when the procedure's environment has it (several times faster per record); otherwise the
+standard library produces equivalent output. Both paths emit compact UTF-8 JSON (no ASCII escaping) and
+turn non-finite floats into ``null`` so that every staged line is valid JSON for ``COPY``/Snowpipe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+try:  # optional fast path; the procedure must work without it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = ["dumps"]
+
+
+def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Serialise ``obj`` to compact UTF-8 JSON bytes (no trailing newline).
+
+    ``default`` is called for objects neither encoder knows (as in ``json.dumps``). Values orjson refuses
+    (integers beyond 64 bits, non-string dict keys) fall back to the standard library instead of failing.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, default=default)
+        except TypeError:  # orjson.JSONEncodeError subclasses TypeError
+            pass
+    return _stdlib_dumps(obj, default)
+
+
+def _stdlib_dumps(obj: Any, default: Callable[[Any], Any] | None) -> bytes:
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):  # e.g. circular reference: a real error
+            raise
+        # NaN/Infinity are not JSON; mirror orjson (null) rather than emit a line COPY would reject.
+        text = json.dumps(
+            _finite(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
+        )
+    return text.encode("utf-8")
+
+
+def _finite(obj: Any) -> Any:
+    """Copy of ``obj`` with non-finite floats replaced by None (only used on the rare slow path)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,88 @@
+"""CLEAN and ANALYTICS builds: incremental MERGEs whose columns come from the tables declared in sql/.
+
+The typed projections (STG_ views) and the tables are declared once, in sql/; this module only writes the
+MERGE that moves rows between them, reading the column list from the target table, so a column added in
+sql/ flows through without a code change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class CleanTarget:
+    """Where one source's loaded rows are merged: its STG_ view, CLEAN table, key and version column."""
+
+    source: str
+    staging_view: str
+    table: str
+    key: str
+    version: str = "UPDATED_AT"
+
+
+def table_columns(session: Any, qualified_table: str) -> list[str]:
+    """Column names of a table in declaration order (DESCRIBE works in Snowflake and locally)."""
+    rows = session.sql(f"DESCRIBE TABLE {qualified_table}").collect()
+    return [row["name"].upper() for row in rows]
+
+
+def merge_statement(target: str, source_query: str, keys: list[str], columns: list[str],
+                    stamp_column: str, update_condition: str | None = None) -> str:
+    """A MERGE that upserts `source_query` into `target` on `keys`, stamping `stamp_column` with now."""
+    payload = [c for c in columns if c != stamp_column]
+    on = " AND ".join(f"tgt.{k} = src.{k}" for k in keys)
+    matched = "WHEN MATCHED" + (f" AND {update_condition}" if update_condition else "")
+    updates = ", ".join(f"tgt.{c} = src.{c}" for c in payload if c not in keys)
+    insert_cols = ", ".join([*payload, stamp_column])
+    insert_vals = ", ".join([*(f"src.{c}" for c in payload), "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"])
+    return (
+        f"MERGE INTO {target} AS tgt USING ({source_query}) AS src ON {on} "
+        f"{matched} THEN UPDATE SET {updates}, tgt.{stamp_column} = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ "
+        f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
+    )
+
+
+def merge_loaded_batches(session: Any, settings: Settings, target: CleanTarget, batch_ids: list[str]) -> int:
+    """MERGE the rows of `batch_ids` into the CLEAN table, latest version per key; returns rows merged."""
+    if not batch_ids:
+        return 0
+    table = settings.table(target.table)
+    columns = table_columns(session, table)
+    payload = [c for c in columns if c != "MERGED_AT"]
+    ids = ", ".join(f"'{b}'" for b in batch_ids)  # batch ids are uuids minted by ingest, never user input
+    latest = (
+        f"SELECT {', '.join(payload)} FROM {settings.table(target.staging_view)} "
+        f"WHERE source = '{target.source}' AND batch_id IN ({ids}) "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {target.key} "
+        f"ORDER BY {target.version} DESC, file_name DESC, file_row_number DESC) = 1"
+    )
+    statement = merge_statement(
+        table, latest, [target.key], columns, "MERGED_AT",
+        update_condition=f"src.{target.version} > tgt.{target.version}",
+    )
+    rows = session.sql(statement).collect()
+    return _affected(rows)
+
+
+def refresh_daily_summary(session: Any, settings: Settings) -> int:
+    """Materialise ANALYTICS.VW_DAILY_SUMMARY into ANL_DAILY_SUMMARY (upsert by source and day)."""
+    table = settings.table("ANALYTICS.ANL_DAILY_SUMMARY")
+    columns = table_columns(session, table)
+    source_query = (
+        f"SELECT {', '.join(c for c in columns if c != 'REFRESHED_AT')} "
+        f"FROM {settings.table('ANALYTICS.VW_DAILY_SUMMARY')}"
+    )
+    statement = merge_statement(table, source_query, ["SOURCE", "EVENT_DATE"], columns, "REFRESHED_AT")
+    return _affected(session.sql(statement).collect())
+
+
+def _affected(rows: list[Any]) -> int:
+    """Rows inserted + updated, from a MERGE's result row."""
+    if not rows:
+        return 0
+    values = rows[0].as_dict()
+    return int(sum(v for k, v in values.items() if "inserted" in k.lower() or "updated" in k.lower()))

@@ -1,0 +1,135 @@
+"""Pipeline state in the warehouse: per-source watermarks and the batch ledger.
+
+State lives in tables so that a re-run, a backfill or a second machine sees the same thing. The ledger
+moves a batch STAGED -> LOADED -> MERGED (or FAILED); the watermark moves only when a batch is LOADED.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .settings import Settings
+
+STAGED, LOADED, MERGED, FAILED = "STAGED", "LOADED", "MERGED", "FAILED"
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One ledger row as the load check needs it."""
+
+    batch_id: str
+    source: str
+    status: str
+    staged: int
+    rejected: int
+    max_updated_at: datetime | None
+    manifest: dict[str, Any]
+
+
+def read_watermark(session: Any, settings: Settings, source: str) -> datetime | None:
+    rows = session.sql(
+        f"SELECT watermark FROM {settings.table('OPS.WATERMARKS')} WHERE source = ?", params=[source]
+    ).collect()
+    return rows[0]["WATERMARK"] if rows else None
+
+
+def advance_watermark(session: Any, settings: Settings, source: str, value: datetime, batch_id: str) -> None:
+    """Move the watermark forward, never back (a late, older batch must not rewind it)."""
+    session.sql(
+        f"""MERGE INTO {settings.table('OPS.WATERMARKS')} AS wm
+        USING (SELECT ?::STRING AS src, ?::TIMESTAMP_NTZ AS new_wm, ?::STRING AS bid) AS incoming
+            ON wm.source = incoming.src
+        WHEN MATCHED AND (wm.watermark IS NULL OR incoming.new_wm > wm.watermark) THEN UPDATE SET
+            wm.watermark = incoming.new_wm, wm.batch_id = incoming.bid,
+            wm.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+        WHEN NOT MATCHED THEN INSERT (source, watermark, batch_id, updated_at)
+            VALUES (incoming.src, incoming.new_wm, incoming.bid, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)""",
+        params=[source, value.isoformat(sep=" "), batch_id],
+    ).collect()
+
+
+def batch_status(session: Any, settings: Settings, batch_id: str) -> str | None:
+    rows = session.sql(
+        f"SELECT status FROM {settings.table('OPS.BATCH_LEDGER')} WHERE batch_id = ?", params=[batch_id]
+    ).collect()
+    return rows[0]["STATUS"] if rows else None
+
+
+def start_batch(
+    session: Any, settings: Settings, batch_id: str, source: str, run_id: str,
+    window_start: datetime | None, window_end: datetime, partition_prefix: str,
+) -> None:
+    """Open (or re-open, for a retried window) the ledger row of a batch."""
+    table = settings.table("OPS.BATCH_LEDGER")
+    session.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id]).collect()
+    session.sql(
+        f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
+            status, started_at)
+        SELECT ?, ?, ?, ?::TIMESTAMP_NTZ, ?::TIMESTAMP_NTZ, ?, 'STARTED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
+        params=[
+            batch_id, source, run_id,
+            window_start.isoformat(sep=" ") if window_start else None,
+            window_end.isoformat(sep=" "), partition_prefix,
+        ],
+    ).collect()
+
+
+def finish_staging(
+    session: Any, settings: Settings, batch_id: str, counts: dict[str, int],
+    max_updated_at: str | None, manifest: dict[str, Any], http_stats: dict[str, Any],
+) -> None:
+    session.sql(
+        f"""UPDATE {settings.table('OPS.BATCH_LEDGER')} SET
+            status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
+            max_updated_at = ?::TIMESTAMP_NTZ, manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
+            staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+        WHERE batch_id = ?""",
+        params=[
+            counts["fetched"], counts["staged"], counts["rejected"], counts["duplicates"],
+            len(manifest.get("parts", [])), max_updated_at, json.dumps(manifest), json.dumps(http_stats),
+            batch_id,
+        ],
+    ).collect()
+
+
+def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) -> None:
+    session.sql(
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = 'FAILED', error_message = ? WHERE batch_id = ?",
+        params=[message[:2000], batch_id],
+    ).collect()
+
+
+def set_status(session: Any, settings: Settings, batch_ids: list[str], status: str) -> None:
+    """Move batches to LOADED or MERGED, stamping the matching time column."""
+    if not batch_ids:
+        return
+    column = {LOADED: "loaded_at", MERGED: "merged_at"}[status]
+    marks = ", ".join("?" for _ in batch_ids)
+    session.sql(
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?, "
+        f"{column} = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ WHERE batch_id IN ({marks})",
+        params=[status, *batch_ids],
+    ).collect()
+
+
+def batches(session: Any, settings: Settings, status: str, source: str | None = None) -> list[BatchRecord]:
+    query = (
+        "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest "
+        f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status = ?"
+    )
+    params: list[Any] = [status]
+    if source is not None:
+        query += " AND source = ?"
+        params.append(source)
+    rows = session.sql(query + " ORDER BY started_at, batch_id", params=params).collect()
+    return [
+        BatchRecord(
+            batch_id=row["BATCH_ID"], source=row["SOURCE"], status=row["STATUS"],
+            staged=int(row["STAGED"] or 0), rejected=int(row["REJECTED"] or 0),
+            max_updated_at=row["MAX_UPDATED_AT"], manifest=json.loads(row["MANIFEST"] or "{}"),
+        )
+        for row in rows
+    ]

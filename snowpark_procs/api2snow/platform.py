@@ -1,0 +1,132 @@
+"""The one seam between procedure code and Snowflake-only features.
+
+Secrets, pipe refresh, task return values and the task-graph context exist only inside Snowflake.
+Procedure code reaches them through `get_platform(session)`: inside Snowflake that is
+`SnowflakePlatform` (SQL and `_snowflake`); the local stack installs its own implementation with
+`set_platform` before it calls a handler. Nothing else in the package knows where it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class PlatformError(RuntimeError):
+    """A Snowflake-only feature failed or is unavailable where the code runs."""
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """What boto3 needs; session_token is set for temporary (STS) credentials."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AwsCredentials(access_key_id={self.access_key_id[:4]}..., secret=***)"
+
+
+class Platform(Protocol):
+    """Snowflake-only features, as the procedures need them."""
+
+    def secret_string(self, key: str) -> str:
+        """A GENERIC_STRING secret, by the key the procedure's SECRETS clause gives it."""
+
+    def username_password(self, key: str) -> tuple[str, str]:
+        """A PASSWORD secret as (username, password)."""
+
+    def aws_credentials(self, key: str) -> AwsCredentials:
+        """Credentials for boto3 from a CLOUD_PROVIDER_TOKEN (or PASSWORD) secret."""
+
+    def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
+        """Queue the files under `prefix` (relative to the pipe's stage path) for loading."""
+
+    def set_return_value(self, session: Any, value: str) -> None:
+        """Show `value` as the current task's return value; a no-op outside a task."""
+
+    def run_id(self, session: Any) -> str:
+        """The current graph run's id, or a fresh id when not running in a task graph."""
+
+    def graph_config(self, session: Any) -> dict[str, Any]:
+        """The root task's CONFIG, or {} outside a task graph."""
+
+    def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
+        """Task runs of this graph run so far: dicts with NAME, STATE, ERROR_MESSAGE."""
+
+
+class SnowflakePlatform:
+    """The platform inside a Snowflake stored procedure."""
+
+    def secret_string(self, key: str) -> str:
+        import _snowflake  # only importable inside Snowflake
+
+        return _snowflake.get_generic_secret_string(key)
+
+    def username_password(self, key: str) -> tuple[str, str]:
+        import _snowflake
+
+        creds = _snowflake.get_username_password(key)
+        return creds.username, creds.password
+
+    def aws_credentials(self, key: str) -> AwsCredentials:
+        import _snowflake
+
+        try:
+            token = _snowflake.get_cloud_provider_token(key)
+            return AwsCredentials(token.access_key_id, token.secret_access_key, token.token)
+        except Exception:  # a PASSWORD secret holding an access key pair is the documented alternative
+            creds = _snowflake.get_username_password(key)
+            return AwsCredentials(creds.username, creds.password)
+
+    def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
+        quoted = prefix.replace("'", "''")
+        rows = session.sql(f"ALTER PIPE {pipe} REFRESH PREFIX = '{quoted}'").collect()
+        return {"pipe": pipe, "prefix": prefix, "files_queued": len(rows)}
+
+    def _current_task(self, session: Any) -> str | None:
+        return session.sql("SELECT SYSTEM$CURRENT_USER_TASK_NAME() AS name").collect()[0]["NAME"]
+
+    def set_return_value(self, session: Any, value: str) -> None:
+        if self._current_task(session):
+            session.sql("CALL SYSTEM$SET_RETURN_VALUE(?)", params=[value[:10000]]).collect()
+
+    def run_id(self, session: Any) -> str:
+        if self._current_task(session):
+            row = session.sql(
+                "SELECT SYSTEM$TASK_RUNTIME_INFO('CURRENT_TASK_GRAPH_RUN_GROUP_ID') AS run_id"
+            ).collect()[0]
+            if row["RUN_ID"]:
+                return str(row["RUN_ID"])
+        return f"manual-{uuid.uuid4()}"
+
+    def graph_config(self, session: Any) -> dict[str, Any]:
+        if not self._current_task(session):
+            return {}
+        row = session.sql("SELECT SYSTEM$GET_TASK_GRAPH_CONFIG() AS config").collect()[0]
+        return json.loads(row["CONFIG"]) if row["CONFIG"] else {}
+
+    def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
+        rows = session.sql(
+            "SELECT name, state, error_message FROM TABLE(INFORMATION_SCHEMA.TASK_HISTORY("
+            "SCHEDULED_TIME_RANGE_START => DATEADD('day', -1, CURRENT_TIMESTAMP()))) "
+            "WHERE graph_run_group_id = ?",
+            params=[run_id],
+        ).collect()
+        return [{"NAME": r["NAME"], "STATE": r["STATE"], "ERROR_MESSAGE": r["ERROR_MESSAGE"]} for r in rows]
+
+
+_installed: Platform | None = None
+
+
+def set_platform(platform: Platform | None) -> None:
+    """Install the platform the handlers use (the local stack does this; None restores Snowflake's)."""
+    global _installed
+    _installed = platform
+
+
+def get_platform() -> Platform:
+    return _installed if _installed is not None else SnowflakePlatform()

@@ -1,0 +1,90 @@
+"""Stored procedure handlers, one per procedure entity in snowflake.yml.
+
+Each handler is thin: it resolves settings and the platform, calls one module, sets the task's return
+value to a short JSON summary (what Snowsight shows on the graph) and returns the same summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import layers, ledger, loading, quality, reporting
+from .ingest import run_ingest
+from .platform import Platform, get_platform
+from .settings import Settings, load_settings
+from .sources import SOURCES, get_source
+
+log = logging.getLogger("api2snow")
+
+
+def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> dict[str, Any]:
+    platform = get_platform()
+    settings = load_settings(session, platform)
+    summary = work(platform, settings)
+    platform.set_return_value(session, json.dumps(summary, default=str, separators=(",", ":")))
+    return summary
+
+
+def ingest_api_a(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_a")))
+
+
+def ingest_api_b(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_b")))
+
+
+def ingest_api_c(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_c")))
+
+
+def refresh_pipe(session: Any, source: str) -> dict[str, Any]:
+    return _run(session, lambda p, s: loading.refresh(session, p, s, source))
+
+
+def wait_for_load(session: Any, timeout_seconds: int = 900) -> dict[str, Any]:
+    def work(platform: Platform, settings: Settings) -> dict[str, Any]:
+        poll = float(settings.get("load_poll_seconds", "5"))
+        return loading.wait_for_load(session, settings, float(timeout_seconds), poll_s=poll)
+
+    return _run(session, work)
+
+
+def build_clean(session: Any) -> dict[str, Any]:
+    def work(platform: Platform, settings: Settings) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for source in SOURCES.values():
+            batch_ids = [b.batch_id for b in ledger.batches(session, settings, ledger.LOADED, source.name)]
+            target = layers.CleanTarget(source.name, source.staging_view, source.clean_table, source.clean_key)
+            merged[source.name] = {"batches": len(batch_ids),
+                                   "rows_merged": layers.merge_loaded_batches(session, settings, target, batch_ids)}
+            ledger.set_status(session, settings, batch_ids, ledger.MERGED)
+        return {"merged": merged}
+
+    return _run(session, work)
+
+
+def build_analytics(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: {"daily_summary_rows": layers.refresh_daily_summary(session, s)})
+
+
+def run_dq(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: quality.run_checks(session, s, p.run_id(session)))
+
+
+def validate_dq(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: quality.validate(session, s))
+
+
+def publish_metrics(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: reporting.publish_metrics(session, s, p.run_id(session)))
+
+
+def finalize_run(session: Any) -> dict[str, Any]:
+    def work(platform: Platform, settings: Settings) -> dict[str, Any]:
+        run_id = platform.run_id(session)
+        return reporting.record_run(session, settings, run_id, platform.graph_run_tasks(session, run_id))
+
+    return _run(session, work)

@@ -1,0 +1,59 @@
+"""What a source is: small override hooks around the shared HTTP, transform and staging machinery.
+
+Like the Singer SDK's streams, a source declares its names and schema and overrides a few hooks: how it
+authenticates, how its first request looks, how it paginates, how a page's records are found and how one
+record maps onto the normalised model. Everything else (rate limiting, retries, dedupe, staging) is shared.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import requests
+
+from ..http.auth import Auth
+from ..http.paginate import PageRequest, Paginator
+from ..platform import Platform
+from ..settings import Settings
+from ..transform import RecordSchema
+
+
+class Source:
+    """Base class of one API source; subclasses override the hooks below."""
+
+    name: ClassVar[str]
+    raw_table: ClassVar[str]
+    pipe: ClassVar[str]
+    clean_table: ClassVar[str]
+    staging_view: ClassVar[str]
+    schema: ClassVar[RecordSchema]
+    id_field: ClassVar[str]
+    updated_field: ClassVar[str] = "updated_at"
+    clean_key: ClassVar[str]
+    rate_limit_per_min: ClassVar[int]
+    page_size: ClassVar[int] = 100
+    incremental: ClassVar[bool] = True
+
+    def base_url(self, settings: Settings) -> str:
+        return settings.get(f"{self.name}_base_url")
+
+    def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
+        """Credentials from the platform's secrets, never from settings or code."""
+        raise NotImplementedError(f"source {self.name} must define auth()")
+
+    def first_request(self, since: datetime | None) -> PageRequest:
+        """The request for the first page of records updated after `since` (None: everything)."""
+        raise NotImplementedError(f"source {self.name} must define first_request()")
+
+    def paginator(self) -> Paginator:
+        raise NotImplementedError(f"source {self.name} must define paginator()")
+
+    def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
+        """(payload, records) of one page; raise ValueError when the body is not what the API promises."""
+        payload = response.json()
+        return payload, payload
+
+    def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Map one wire record onto the normalised model; KeyError/ValueError/TypeError reject it."""
+        raise NotImplementedError(f"source {self.name} must define normalize()")

@@ -1,0 +1,101 @@
+-- api2snow setup: the database, one schema per layer, and the pipeline's own state tables.
+-- Rendered by `snow sql -f` (or the local stack) with the env block of snowflake.yml.
+
+-- The pipeline's database.
+CREATE DATABASE IF NOT EXISTS <% ctx.env.database %>;
+
+-- RAW: payloads exactly as Snowpipe loaded them, with file name, row number and batch id.
+CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.RAW;
+
+-- CLEAN: typed tables, one row per record id (latest version).
+CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.CLEAN;
+
+-- ANALYTICS: what analysts read: views, daily summary, data-quality results.
+CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.ANALYTICS;
+
+-- OPS: procedures, secrets, configuration, watermarks, batch ledger, metrics.
+CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.OPS;
+
+-- PIPELINE: the task graph.
+CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.PIPELINE;
+
+-- Non-secret settings the procedures read (API base URLs, bucket, part size); secrets live in SECRET objects.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_CONFIG (
+    CONFIG_KEY STRING NOT NULL,
+    CONFIG_VALUE STRING,
+    UPDATED_AT TIMESTAMP_NTZ
+);
+
+-- Upsert this environment's settings into PIPELINE_CONFIG.
+MERGE INTO <% ctx.env.database %>.OPS.PIPELINE_CONFIG AS cfg
+USING (
+    SELECT
+        column1 AS config_key,
+        column2 AS config_value
+    FROM VALUES
+    ('env_name', '<% ctx.env.env_name %>'),
+    ('bucket', '<% ctx.env.bucket %>'),
+    ('region', '<% ctx.env.region %>'),
+    ('s3_endpoint_url', '<% ctx.env.s3_endpoint_url %>'),
+    ('api_a_base_url', '<% ctx.env.api_a_base_url %>'),
+    ('api_b_base_url', '<% ctx.env.api_b_base_url %>'),
+    ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
+    ('part_max_mb', '<% ctx.env.part_max_mb %>')
+) AS incoming
+    ON cfg.config_key = incoming.config_key
+WHEN MATCHED THEN UPDATE SET
+    cfg.config_value = incoming.config_value,
+    cfg.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+WHEN NOT MATCHED THEN INSERT (config_key, config_value, updated_at)
+    VALUES (incoming.config_key, incoming.config_value, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ);
+
+-- Per source: the highest updated_at confirmed loaded; the next extract starts after it.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.WATERMARKS (
+    SOURCE STRING NOT NULL,
+    WATERMARK TIMESTAMP_NTZ,
+    BATCH_ID STRING,
+    UPDATED_AT TIMESTAMP_NTZ
+);
+
+-- One row per ingest batch: its window, counts, staged parts and status (STAGED, LOADED, MERGED, FAILED).
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
+    BATCH_ID STRING NOT NULL,
+    SOURCE STRING NOT NULL,
+    RUN_ID STRING,
+    WINDOW_START TIMESTAMP_NTZ,
+    WINDOW_END TIMESTAMP_NTZ,
+    MAX_UPDATED_AT TIMESTAMP_NTZ,
+    PARTITION_PREFIX STRING,
+    STATUS STRING NOT NULL,
+    FETCHED NUMBER,
+    STAGED NUMBER,
+    REJECTED NUMBER,
+    DUPLICATES NUMBER,
+    PARTS NUMBER,
+    MANIFEST VARIANT,
+    HTTP_STATS VARIANT,
+    STARTED_AT TIMESTAMP_NTZ,
+    STAGED_AT TIMESTAMP_NTZ,
+    LOADED_AT TIMESTAMP_NTZ,
+    MERGED_AT TIMESTAMP_NTZ,
+    ERROR_MESSAGE STRING
+);
+
+-- One row per metric per run, written by PUBLISH_METRICS.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_METRICS (
+    RUN_ID STRING NOT NULL,
+    METRIC_NAME STRING NOT NULL,
+    SOURCE STRING,
+    METRIC_VALUE FLOAT,
+    RECORDED_AT TIMESTAMP_NTZ
+);
+
+-- One row per finished graph run, written by the finalizer.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_RUNS (
+    RUN_ID STRING NOT NULL,
+    STATE STRING NOT NULL,
+    TASKS_SUCCEEDED NUMBER,
+    TASKS_FAILED NUMBER,
+    FIRST_ERROR STRING,
+    FINISHED_AT TIMESTAMP_NTZ
+);

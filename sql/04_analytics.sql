@@ -1,0 +1,162 @@
+-- ANALYTICS layer: what analysts query. Views read CLEAN live; ANL_DAILY_SUMMARY is materialised
+-- by BUILD_ANALYTICS from VW_DAILY_SUMMARY.
+
+-- Every clean event of every source, enriched with its camera's site (NULL site when the camera is unknown).
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_EVENTS AS
+WITH all_events AS (
+    SELECT
+        'api_a' AS source,
+        event_id,
+        event_type,
+        camera_id,
+        category,
+        confidence,
+        occurred_at,
+        updated_at,
+        duration_ms
+    FROM <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS
+    UNION ALL
+    SELECT
+        'api_b' AS source,
+        event_id,
+        event_type,
+        camera_id,
+        category,
+        confidence,
+        occurred_at,
+        updated_at,
+        duration_ms
+    FROM <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS
+)
+
+SELECT
+    all_events.source,
+    all_events.event_id,
+    all_events.event_type,
+    all_events.camera_id,
+    all_events.category,
+    all_events.confidence,
+    all_events.occurred_at,
+    all_events.updated_at,
+    all_events.duration_ms,
+    cameras.site_id,
+    cameras.site_name,
+    cameras.city,
+    cameras.country
+FROM all_events
+LEFT JOIN <% ctx.env.database %>.CLEAN.DIM_CAMERAS AS cameras
+    ON all_events.camera_id = cameras.camera_id;
+
+-- Events per source, UTC day and category.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DAILY_EVENT_COUNTS AS
+SELECT
+    source,
+    occurred_at::DATE AS event_date,
+    category,
+    COUNT(*) AS event_count,
+    COUNT(DISTINCT camera_id) AS camera_count
+FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+GROUP BY source, occurred_at::DATE, category;
+
+-- How current each source is: newest event, newest update, newest load, and their age in minutes.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS AS
+WITH loads AS (
+    SELECT
+        'api_a' AS source,
+        MAX(loaded_at) AS last_loaded_at
+    FROM <% ctx.env.database %>.RAW.API_A_EVENTS
+    UNION ALL
+    SELECT
+        'api_b' AS source,
+        MAX(loaded_at) AS last_loaded_at
+    FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+),
+
+events AS (
+    SELECT
+        source,
+        MAX(occurred_at) AS last_event_at,
+        MAX(updated_at) AS last_updated_at,
+        COUNT(*) AS clean_rows
+    FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+    GROUP BY source
+)
+
+SELECT
+    loads.source,
+    events.last_event_at,
+    events.last_updated_at,
+    loads.last_loaded_at,
+    COALESCE(events.clean_rows, 0) AS clean_rows,
+    DATEDIFF('minute', events.last_event_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS minutes_since_last_event,
+    DATEDIFF('minute', loads.last_loaded_at, CURRENT_TIMESTAMP()) AS minutes_since_last_load
+FROM loads
+LEFT JOIN events
+    ON loads.source = events.source;
+
+-- Categories ranked by events over the last 7 days, all sources together.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_TOP_CATEGORIES AS
+SELECT
+    category,
+    COUNT(*) AS event_count,
+    COUNT(DISTINCT camera_id) AS camera_count,
+    AVG(confidence) AS avg_confidence,
+    RANK() OVER (ORDER BY COUNT(*) DESC) AS category_rank
+FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+WHERE occurred_at >= DATEADD('day', -7, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)
+GROUP BY category;
+
+-- The daily summary as it should be now: per UTC day and source, volumes, reach and the top category.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DAILY_SUMMARY AS
+WITH per_category AS (
+    SELECT
+        source,
+        occurred_at::DATE AS event_date,
+        category,
+        COUNT(*) AS category_events
+    FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+    GROUP BY source, occurred_at::DATE, category
+),
+
+top_category AS (
+    SELECT
+        source,
+        event_date,
+        category
+    FROM per_category
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY source, event_date ORDER BY category_events DESC, category ASC) = 1
+)
+
+SELECT
+    daily.source,
+    daily.event_date,
+    daily.event_count,
+    daily.camera_count,
+    daily.site_count,
+    daily.avg_confidence,
+    top_category.category AS top_category
+FROM (
+    SELECT
+        source,
+        occurred_at::DATE AS event_date,
+        COUNT(*) AS event_count,
+        COUNT(DISTINCT camera_id) AS camera_count,
+        COUNT(DISTINCT site_id) AS site_count,
+        AVG(confidence) AS avg_confidence
+    FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+    GROUP BY source, occurred_at::DATE
+) AS daily
+LEFT JOIN top_category
+    ON daily.source = top_category.source AND daily.event_date = top_category.event_date;
+
+-- Materialised VW_DAILY_SUMMARY, one row per (SOURCE, EVENT_DATE), refreshed by BUILD_ANALYTICS.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.ANL_DAILY_SUMMARY (
+    SOURCE STRING NOT NULL,
+    EVENT_DATE DATE NOT NULL,
+    EVENT_COUNT NUMBER,
+    CAMERA_COUNT NUMBER,
+    SITE_COUNT NUMBER,
+    AVG_CONFIDENCE FLOAT,
+    TOP_CATEGORY STRING,
+    REFRESHED_AT TIMESTAMP_NTZ
+);

@@ -1,0 +1,185 @@
+-- Data quality: VW_DQ_CHECKS computes every check now; RUN_DQ appends its rows to DQ_CHECK_RESULTS
+-- under the run id, and VALIDATE_DQ fails the graph run when an error-severity check did not pass.
+
+-- Every check, evaluated now: one row per check with its severity, observed value, threshold and verdict.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DQ_CHECKS AS
+WITH clean_stats AS (
+    SELECT
+        source,
+        COUNT(*) AS row_count,
+        COUNT(DISTINCT event_id) AS distinct_ids,
+        COUNT_IF(event_id IS NULL) AS null_event_id,
+        COUNT_IF(camera_id IS NULL) AS null_camera_id,
+        COUNT_IF(category IS NULL) AS null_category,
+        COUNT_IF(occurred_at IS NULL) AS null_occurred_at,
+        COUNT_IF(updated_at IS NULL) AS null_updated_at,
+        COUNT_IF(category NOT IN ('person', 'vehicle', 'bicycle', 'animal', 'package')) AS bad_category,
+        COUNT_IF(event_type NOT IN ('detection', 'motion', 'line_crossing', 'tamper')) AS bad_event_type,
+        COUNT_IF(occurred_at >= DATEADD('hour', -24, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)) AS rows_last_24h
+    FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
+    GROUP BY source
+),
+
+raw_stats AS (
+    SELECT
+        'api_a' AS source,
+        COUNT(*) AS raw_rows,
+        COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids
+    FROM <% ctx.env.database %>.RAW.API_A_EVENTS
+    UNION ALL
+    SELECT
+        'api_b' AS source,
+        COUNT(*) AS raw_rows,
+        COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids
+    FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+),
+
+ledger_stats AS (
+    SELECT
+        source,
+        SUM(staged) AS staged_rows
+    FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
+    WHERE status IN ('LOADED', 'MERGED')
+    GROUP BY source
+),
+
+freshness AS (
+    SELECT
+        source,
+        minutes_since_last_load,
+        minutes_since_last_event
+    FROM <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS
+),
+
+null_counts AS (
+    SELECT
+        clean_stats.source,
+        nulls.key::STRING AS column_name,
+        nulls.value::NUMBER AS null_rows,
+        clean_stats.row_count
+    FROM clean_stats,
+        LATERAL FLATTEN(input => OBJECT_CONSTRUCT(
+            'event_id', clean_stats.null_event_id,
+            'camera_id', clean_stats.null_camera_id,
+            'category', clean_stats.null_category,
+            'occurred_at', clean_stats.null_occurred_at,
+            'updated_at', clean_stats.null_updated_at
+        )) AS nulls
+)
+
+SELECT
+    'freshness_load_minutes' AS check_name,
+    source,
+    'error' AS severity,
+    minutes_since_last_load::FLOAT AS observed_value,
+    120::FLOAT AS threshold,
+    COALESCE(minutes_since_last_load <= 120, FALSE) AS passed,
+    'minutes since the newest RAW load' AS details
+FROM freshness
+UNION ALL
+SELECT
+    'freshness_event_minutes' AS check_name,
+    source,
+    'warn' AS severity,
+    minutes_since_last_event::FLOAT AS observed_value,
+    1440::FLOAT AS threshold,
+    COALESCE(minutes_since_last_event <= 1440, FALSE) AS passed,
+    'minutes since the newest event occurred' AS details
+FROM freshness
+UNION ALL
+SELECT
+    'volume_clean_rows' AS check_name,
+    source,
+    'error' AS severity,
+    row_count::FLOAT AS observed_value,
+    1::FLOAT AS threshold,
+    row_count >= 1 AS passed,
+    'CLEAN holds at least one row' AS details
+FROM clean_stats
+UNION ALL
+SELECT
+    'volume_last_24h' AS check_name,
+    source,
+    'warn' AS severity,
+    rows_last_24h::FLOAT AS observed_value,
+    1::FLOAT AS threshold,
+    rows_last_24h >= 1 AS passed,
+    'events that occurred in the last 24 hours' AS details
+FROM clean_stats
+UNION ALL
+SELECT
+    'null_rate_' || column_name AS check_name,
+    source,
+    'error' AS severity,
+    DIV0(null_rows, row_count)::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    null_rows = 0 AS passed,
+    'share of CLEAN rows where a required column is NULL' AS details
+FROM null_counts
+UNION ALL
+SELECT
+    'unique_event_id' AS check_name,
+    source,
+    'error' AS severity,
+    (row_count - distinct_ids)::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    row_count = distinct_ids AS passed,
+    'CLEAN rows beyond one per EVENT_ID' AS details
+FROM clean_stats
+UNION ALL
+SELECT
+    'accepted_values_category' AS check_name,
+    source,
+    'warn' AS severity,
+    bad_category::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    bad_category = 0 AS passed,
+    'rows whose CATEGORY is outside the accepted list' AS details
+FROM clean_stats
+UNION ALL
+SELECT
+    'accepted_values_event_type' AS check_name,
+    source,
+    'warn' AS severity,
+    bad_event_type::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    bad_event_type = 0 AS passed,
+    'rows whose EVENT_TYPE is outside the accepted list' AS details
+FROM clean_stats
+UNION ALL
+SELECT
+    'reconcile_raw_to_clean' AS check_name,
+    raw_stats.source,
+    'error' AS severity,
+    (raw_stats.raw_distinct_ids - COALESCE(clean_stats.row_count, 0))::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    raw_stats.raw_distinct_ids = COALESCE(clean_stats.row_count, 0) AS passed,
+    'distinct ids in RAW minus rows in CLEAN' AS details
+FROM raw_stats
+LEFT JOIN clean_stats
+    ON raw_stats.source = clean_stats.source
+UNION ALL
+SELECT
+    'reconcile_staged_to_raw' AS check_name,
+    raw_stats.source,
+    'error' AS severity,
+    (COALESCE(ledger_stats.staged_rows, 0) - raw_stats.raw_rows)::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    COALESCE(ledger_stats.staged_rows, 0) = raw_stats.raw_rows AS passed,
+    'rows staged by loaded batches minus rows in RAW' AS details
+FROM raw_stats
+LEFT JOIN ledger_stats
+    ON raw_stats.source = ledger_stats.source;
+
+-- Every check of every run, appended by RUN_DQ; the newest RUN_ID is what VALIDATE_DQ judges.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.DQ_CHECK_RESULTS (
+    RUN_ID STRING NOT NULL,
+    CHECK_NAME STRING NOT NULL,
+    SOURCE STRING,
+    SEVERITY STRING NOT NULL,
+    OBSERVED_VALUE FLOAT,
+    THRESHOLD FLOAT,
+    PASSED BOOLEAN NOT NULL,
+    DETAILS STRING,
+    CHECKED_AT TIMESTAMP_NTZ
+);

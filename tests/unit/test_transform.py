@@ -1,0 +1,386 @@
+"""Unit tests for api2snow.transform and api2snow.jsonl."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from api2snow import jsonl
+from api2snow.transform import (
+    CAMERA_SCHEMA,
+    EVENT_SCHEMA,
+    BatchDeduper,
+    FieldSpec,
+    Outcome,
+    RecordProcessor,
+    RecordSchema,
+    Validator,
+    to_utc_iso,
+    validate,
+)
+
+# ------------------------------------------------------------------------------------------- to_utc_iso
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-26T08:00:01.000Z", "2026-11-26T08:00:01.000000"),
+        ("2026-11-26T08:00:01Z", "2026-11-26T08:00:01.000000"),
+        ("2026-11-26T09:59:58.123+02:00", "2026-11-26T07:59:58.123000"),
+        ("2026-11-26T21:30:00-05:00", "2026-11-27T02:30:00.000000"),
+        ("2026-11-26T00:30:00+05:30", "2026-11-25T19:00:00.000000"),
+        ("2026-11-26T08:00:01", "2026-11-26T08:00:01.000000"),
+        ("2026-11-26 08:00:01", "2026-11-26T08:00:01.000000"),
+        ("2026-11-26T08:00:01.5", "2026-11-26T08:00:01.500000"),
+        ("2026-11-26T08:00:01.123456Z", "2026-11-26T08:00:01.123456"),
+        ("2026-11-26T08:00:01.1234567Z", "2026-11-26T08:00:01.123456"),
+        ("2026-11-26T08:00:01.000000", "2026-11-26T08:00:01.000000"),
+        (" 2026-11-26T08:00:01Z ", "2026-11-26T08:00:01.000000"),
+        (1764150000, "2025-11-26T09:40:00.000000"),
+        (1764150000000, "2025-11-26T09:40:00.000000"),
+        (1764150000123, "2025-11-26T09:40:00.123000"),
+        (1764150000.25, "2025-11-26T09:40:00.250000"),
+        (1764150000123.5, "2025-11-26T09:40:00.123500"),
+        (0, "1970-01-01T00:00:00.000000"),
+        (-1, "1969-12-31T23:59:59.000000"),
+        (100_000_000_000, "5138-11-16T09:46:40.000000"),  # exactly 1e11: still seconds
+        (100_000_000_001, "1973-03-03T09:46:40.001000"),  # above 1e11: milliseconds
+    ],
+)
+def test_to_utc_iso_table(value, expected):
+    assert to_utc_iso(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not-a-date",
+        "",
+        "2026-13-01T00:00:00Z",
+        "2026-11-26T25:00:00",
+        "1764150000",  # numeric strings are not epochs
+        True,
+        False,
+        None,
+        float("nan"),
+        float("inf"),
+        10**30,
+        b"2026-11-26T08:00:01Z",
+        [2026, 11, 26],
+        {"ts": 1},
+        "0001-01-01T00:00:00+01:00",  # before datetime.min once converted to UTC
+    ],
+)
+def test_to_utc_iso_rejects(value):
+    with pytest.raises(ValueError, match=r"^unparseable timestamp: "):
+        to_utc_iso(value)
+
+
+def test_to_utc_iso_message_names_value():
+    with pytest.raises(ValueError) as info:
+        to_utc_iso("not-a-date")
+    assert str(info.value) == "unparseable timestamp: 'not-a-date'"
+
+
+def test_to_utc_iso_is_idempotent():
+    once = to_utc_iso("2026-11-26T09:59:58.123+02:00")
+    assert to_utc_iso(once) == once
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _event(**overrides):
+    record = {
+        "event_id": "a-00000042",
+        "source": "api_a",
+        "event_type": "detection",
+        "camera_id": "cam-007",
+        "category": "person",
+        "confidence": 0.87,
+        "occurred_at": "2026-11-26T07:59:58.123000",
+        "updated_at": "2026-11-26T08:00:01.000000",
+        "duration_ms": 1200,
+        "attributes": {"zone": "entrance"},
+    }
+    record.update(overrides)
+    return record
+
+
+def _drop(record, key):
+    record = dict(record)
+    del record[key]
+    return record
+
+
+def test_valid_event_passes():
+    assert validate(_event(), EVENT_SCHEMA) is None
+    assert validate(_event(attributes=None), EVENT_SCHEMA) is None
+    assert validate(_drop(_event(), "attributes"), EVENT_SCHEMA) is None
+    assert validate(_event(confidence=1), EVENT_SCHEMA) is None  # int is a valid float
+    assert validate(_event(confidence=0.0, duration_ms=0), EVENT_SCHEMA) is None
+    assert validate(_event(extra="ignored"), EVENT_SCHEMA) is None
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (_drop(_event(), "camera_id"), "missing required field camera_id"),
+        (_event(camera_id=None), "missing required field camera_id"),
+        (_event(camera_id=""), "camera_id: empty string"),
+        (_event(camera_id=7), "camera_id: expected str, got int"),
+        (_event(source="api_z"), "source: unexpected value 'api_z'"),
+        (_event(confidence=1.7), "confidence out of range: 1.7"),
+        (_event(confidence=-0.1), "confidence out of range: -0.1"),
+        (_event(confidence=float("nan")), "confidence out of range: nan"),
+        (_event(confidence="0.5"), "confidence: expected float, got str"),
+        (_event(confidence=True), "confidence: expected float, got bool"),
+        (_event(duration_ms=-5), "duration_ms out of range: -5"),
+        (_event(duration_ms=1.5), "duration_ms: expected int, got float"),
+        (_event(duration_ms=True), "duration_ms: expected int, got bool"),
+        (_event(occurred_at="not-a-date"), "occurred_at: unparseable timestamp: 'not-a-date'"),
+        (
+            _event(occurred_at="2026-11-26T09:59:58+02:00"),
+            "occurred_at: not a normalised UTC timestamp: '2026-11-26T09:59:58+02:00'",
+        ),
+        (_event(updated_at=1764150000), "updated_at: expected timestamp string, got int"),
+        (_event(attributes=["zone"]), "attributes: expected object, got list"),
+    ],
+)
+def test_validation_reasons(record, reason):
+    assert validate(record, EVENT_SCHEMA) == reason
+
+
+def test_first_failure_in_declaration_order():
+    record = _event(camera_id="", confidence=5.0)
+    assert validate(record, EVENT_SCHEMA) == "camera_id: empty string"
+
+
+def test_validate_non_mapping():
+    assert validate(["x"], EVENT_SCHEMA) == "record: expected object, got list"
+
+
+def test_validator_and_schema_method_agree():
+    bad = _event(confidence=1.7)
+    assert Validator(EVENT_SCHEMA)(bad) == "confidence out of range: 1.7"
+    assert EVENT_SCHEMA.validate(bad) == "confidence out of range: 1.7"
+    assert Validator(EVENT_SCHEMA)(_event()) is None
+
+
+def test_camera_schema():
+    camera = {
+        "camera_id": "cam-007",
+        "site_id": "site-1",
+        "site_name": "Depot",
+        "city": "Zurich",
+        "country": "CH",
+        "timezone": "Europe/Zurich",
+        "latitude": 47.37,
+        "longitude": 8.54,
+        "installed_at": "2024-01-02T03:04:05.000000",
+        "active": True,
+        "updated_at": "2026-11-26T08:00:01.000000",
+    }
+    assert validate(camera, CAMERA_SCHEMA) is None
+    assert validate({**camera, "latitude": 91.0}, CAMERA_SCHEMA) == "latitude out of range: 91.0"
+    assert validate({**camera, "active": "yes"}, CAMERA_SCHEMA) == "active: expected bool, got str"
+    assert validate({**camera, "city": None}, CAMERA_SCHEMA) is None
+
+
+def test_custom_schema_and_unknown_kind():
+    schema = RecordSchema("t", (FieldSpec("n", "int", min_value=1, max_value=3),))
+    assert validate({"n": 3}, schema) is None
+    assert validate({"n": 4}, schema) == "n out of range: 4"
+    broken = RecordSchema("t", (FieldSpec("n", "decimal"),))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown field kind"):
+        validate({"n": 1}, broken)
+
+
+# --------------------------------------------------------------------------------------------- deduper
+
+
+def test_deduper_same_version_twice_dropped():
+    d = BatchDeduper()
+    assert d.offer("a-1", "2026-11-26T08:00:01.000000") is True
+    assert d.offer("a-1", "2026-11-26T08:00:01.000000") is False
+
+
+def test_deduper_older_dropped_newer_kept():
+    d = BatchDeduper()
+    assert d.offer("a-1", "2026-11-26T08:00:01.000000") is True
+    assert d.offer("a-1", "2026-11-26T07:59:59.999999") is False
+    assert d.offer("a-1", "2026-11-26T08:00:01.000001") is True
+    assert d.offer("a-1", "2026-11-26T08:00:01.000000") is False  # older than the newest seen
+    assert d.offer("a-2", "2026-11-26T07:00:00.000000") is True  # other ids are independent
+    assert len(d) == 2
+
+
+# ------------------------------------------------------------------------------------------- processor
+
+
+def _normalize_a(raw):
+    """A small API A style mapping, as sources/ would provide."""
+    return {
+        "event_id": raw["id"],
+        "source": "api_a",
+        "event_type": raw["type"].lower(),
+        "camera_id": raw["camera_id"],
+        "category": raw["category"].lower(),
+        "confidence": float(raw["confidence"]),
+        "occurred_at": to_utc_iso(raw["occurred_at"]),
+        "updated_at": to_utc_iso(raw["updated_at"]),
+        "duration_ms": int(raw["duration_ms"]),
+        "attributes": raw.get("attributes"),
+    }
+
+
+def _raw(id_, updated="2026-11-26T08:00:01.000Z", **overrides):
+    raw = {
+        "id": id_,
+        "type": "detection",
+        "camera_id": "cam-007",
+        "category": "Person",
+        "confidence": 0.87,
+        "occurred_at": "2026-11-26T09:59:58.123+02:00",
+        "updated_at": updated,
+        "duration_ms": 1200,
+        "attributes": {"zone": "entrance"},
+    }
+    raw.update(overrides)
+    return raw
+
+
+def _processor():
+    return RecordProcessor(_normalize_a, EVENT_SCHEMA, "event_id", "updated_at", "batch-1")
+
+
+def test_processor_staged_record_shape():
+    outcome = _processor().process(_raw("a-1"))
+    assert outcome == Outcome(
+        "staged",
+        record={
+            "event_id": "a-1",
+            "source": "api_a",
+            "event_type": "detection",
+            "camera_id": "cam-007",
+            "category": "person",
+            "confidence": 0.87,
+            "occurred_at": "2026-11-26T07:59:58.123000",
+            "updated_at": "2026-11-26T08:00:01.000000",
+            "duration_ms": 1200,
+            "attributes": {"zone": "entrance"},
+            "_batch_id": "batch-1",
+        },
+    )
+
+
+def test_processor_rejection_reasons():
+    p = _processor()
+    missing = _raw("a-1")
+    del missing["camera_id"]
+    assert p.process(missing) == Outcome("rejected", reason="normalize: missing field 'camera_id'")
+    bad_ts = p.process(_raw("a-2", occurred_at="not-a-date"))
+    assert bad_ts == Outcome("rejected", reason="normalize: unparseable timestamp: 'not-a-date'")
+    assert p.process(_raw("a-3", confidence="high")).reason == (
+        "normalize: could not convert string to float: 'high'"
+    )
+    assert p.process(_raw("a-4", category=None)).reason == (
+        "normalize: 'NoneType' object has no attribute 'lower'"
+    )
+    assert p.process(_raw("a-5", duration_ms=None)).reason.startswith("normalize: int() argument")
+    assert p.process(_raw("a-6", confidence=1.7)) == Outcome(
+        "rejected", reason="confidence out of range: 1.7"
+    )
+    assert p.process(_raw("a-7", duration_ms=-1)) == Outcome(
+        "rejected", reason="duration_ms out of range: -1"
+    )
+    assert p.counts == {"fetched": 7, "staged": 0, "rejected": 7, "duplicates": 0}
+
+
+def test_processor_other_exceptions_propagate():
+    def broken(raw):
+        raise RuntimeError("bug in the mapping")
+
+    p = RecordProcessor(broken, EVENT_SCHEMA, "event_id", "updated_at", "b")
+    with pytest.raises(RuntimeError):
+        p.process({})
+
+
+def test_processor_invariant_over_mixed_input():
+    raws = [
+        _raw("a-1"),
+        _raw("a-2"),
+        _raw("a-1"),  # same version: duplicate
+        _raw("a-1", updated="2026-11-26T08:00:00.999Z"),  # older: duplicate
+        _raw("a-1", updated="2026-11-26T08:00:02.000Z"),  # newer: staged again
+        _raw("a-3", confidence=1.7),  # invalid
+        {"id": "a-4"},  # missing fields
+        _raw("a-5", updated="yesterday"),  # bad timestamp
+        _raw("a-2", updated="2026-11-26T10:00:01.000+02:00"),  # same instant as a-2, other offset: duplicate
+        _raw("a-6", attributes=None),
+    ]
+    p = _processor()
+    kinds = [p.process(r).kind for r in raws]
+    assert kinds == [
+        "staged",
+        "staged",
+        "duplicate",
+        "duplicate",
+        "staged",
+        "rejected",
+        "rejected",
+        "rejected",
+        "duplicate",
+        "staged",
+    ]
+    assert p.counts == {"fetched": 10, "staged": 4, "rejected": 3, "duplicates": 3}
+    assert p.fetched == p.staged + p.rejected + p.duplicates
+
+
+def test_processor_duplicate_has_no_batch_id():
+    p = _processor()
+    p.process(_raw("a-1"))
+    dup = p.process(_raw("a-1"))
+    assert dup.kind == "duplicate"
+    assert "_batch_id" not in dup.record
+
+
+# ----------------------------------------------------------------------------------------------- jsonl
+
+
+SAMPLE = {"id": "a-1", "name": "Zürich ☃", "n": 3, "x": 0.5, "ok": True, "none": None, "list": [1, "b"]}
+SAMPLE_BYTES = '{"id":"a-1","name":"Zürich ☃","n":3,"x":0.5,"ok":true,"none":null,"list":[1,"b"]}'.encode()
+
+
+def test_jsonl_default_path():
+    out = jsonl.dumps(SAMPLE)
+    assert isinstance(out, bytes)
+    assert out == SAMPLE_BYTES
+
+
+def test_jsonl_stdlib_fallback(monkeypatch):
+    monkeypatch.setattr(jsonl, "_orjson", None)
+    out = jsonl.dumps(SAMPLE)
+    assert out == SAMPLE_BYTES
+    assert json.loads(out) == SAMPLE
+
+
+@pytest.mark.parametrize("force_stdlib", [False, True])
+def test_jsonl_edge_values_both_paths(monkeypatch, force_stdlib):
+    if force_stdlib:
+        monkeypatch.setattr(jsonl, "_orjson", None)
+    assert jsonl.dumps({"v": float("nan"), "w": [float("inf")]}) == b'{"v":null,"w":[null]}'
+    assert jsonl.dumps({"big": 2**70}) == b'{"big":1180591620717411303424}'
+    assert jsonl.dumps({1: "a"}) == b'{"1":"a"}'
+    assert jsonl.dumps({"b": b"x"}, default=repr) == b'{"b":"b\'x\'"}'
+    with pytest.raises(TypeError):
+        jsonl.dumps({"b": object()})
+
+
+def test_jsonl_circular_reference_raises(monkeypatch):
+    monkeypatch.setattr(jsonl, "_orjson", None)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        jsonl.dumps(loop)
