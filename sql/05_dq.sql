@@ -53,18 +53,39 @@ freshness AS (
 
 null_counts AS (
     SELECT
-        clean_stats.source,
-        nulls.key::STRING AS column_name,
-        nulls.value::NUMBER AS null_rows,
-        clean_stats.row_count
-    FROM clean_stats,
-        LATERAL FLATTEN(input => OBJECT_CONSTRUCT(
-            'event_id', clean_stats.null_event_id,
-            'camera_id', clean_stats.null_camera_id,
-            'category', clean_stats.null_category,
-            'occurred_at', clean_stats.null_occurred_at,
-            'updated_at', clean_stats.null_updated_at
-        )) AS nulls
+        source,
+        'event_id' AS column_name,
+        null_event_id AS null_rows,
+        row_count
+    FROM clean_stats
+    UNION ALL
+    SELECT
+        source,
+        'camera_id' AS column_name,
+        null_camera_id AS null_rows,
+        row_count
+    FROM clean_stats
+    UNION ALL
+    SELECT
+        source,
+        'category' AS column_name,
+        null_category AS null_rows,
+        row_count
+    FROM clean_stats
+    UNION ALL
+    SELECT
+        source,
+        'occurred_at' AS column_name,
+        null_occurred_at AS null_rows,
+        row_count
+    FROM clean_stats
+    UNION ALL
+    SELECT
+        source,
+        'updated_at' AS column_name,
+        null_updated_at AS null_rows,
+        row_count
+    FROM clean_stats
 )
 
 SELECT

@@ -8,6 +8,7 @@ file persists in the project's `.api2snow/warehouse` folder between runs.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import socket
@@ -85,11 +86,31 @@ class LocalWarehouse:
     def sql(self, statement: str, params: list[Any] | None = None) -> list[Any]:
         return self.session.sql(statement, params=params).collect()
 
+    def _release_database_file(self) -> None:
+        """Detach the DuckDB file so a later warehouse in this process can attach it again.
+
+        fakesnow keeps a closed session's DuckDB instance alive until garbage collection, and DuckDB
+        refuses to attach one file twice in a process; detaching explicitly makes stop() final.
+        """
+        import fakesnow.server
+
+        for token, conn in list(fakesnow.server.sessions.items()):
+            if getattr(conn, "db_path", None) != self.db_path:
+                continue
+            with contextlib.suppress(Exception):
+                conn._duck_conn.execute("USE memory")
+                conn._duck_conn.execute(f"DETACH DATABASE IF EXISTS {self.database}")
+            fakesnow.server.sessions.pop(token, None)
+
     def stop(self) -> None:
         if self.session is not None:
-            with contextlib.suppress(Exception):  # fakesnow answers session close with an error
-                self.session.close()
+            # Close the connector's connection directly: Snowpark's close() first runs
+            # SYSTEM$CANCEL_ALL_QUERIES, which fakesnow lacks. The server then releases the database file.
+            atexit.unregister(self.session._close_at_exit)  # it would call the stopped server at exit
+            with contextlib.suppress(Exception):
+                self.session.connection.close()
             self.session = None
+        self._release_database_file()
         if self._server is not None:
             self._server.should_exit = True
             if self._thread is not None:

@@ -40,7 +40,7 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
     """Move the watermark forward, never back (a late, older batch must not rewind it)."""
     session.sql(
         f"""MERGE INTO {settings.table('OPS.WATERMARKS')} AS wm
-        USING (SELECT ?::STRING AS src, ?::TIMESTAMP_NTZ AS new_wm, ?::STRING AS bid) AS incoming
+        USING (SELECT CAST(? AS STRING) AS src, CAST(? AS TIMESTAMP_NTZ) AS new_wm, CAST(? AS STRING) AS bid) AS incoming
             ON wm.source = incoming.src
         WHEN MATCHED AND (wm.watermark IS NULL OR incoming.new_wm > wm.watermark) THEN UPDATE SET
             wm.watermark = incoming.new_wm, wm.batch_id = incoming.bid,
@@ -68,7 +68,7 @@ def start_batch(
     session.sql(
         f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
             status, started_at)
-        SELECT ?, ?, ?, ?::TIMESTAMP_NTZ, ?::TIMESTAMP_NTZ, ?, 'STARTED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
+        SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
         params=[
             batch_id, source, run_id,
             window_start.isoformat(sep=" ") if window_start else None,
@@ -84,7 +84,7 @@ def finish_staging(
     session.sql(
         f"""UPDATE {settings.table('OPS.BATCH_LEDGER')} SET
             status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
-            max_updated_at = ?::TIMESTAMP_NTZ, manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
+            max_updated_at = CAST(? AS TIMESTAMP_NTZ), manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
             staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
         WHERE batch_id = ?""",
         params=[

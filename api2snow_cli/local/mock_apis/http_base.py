@@ -245,7 +245,7 @@ class AppServer:
             return self.url
         self._server = _Server(self._address, self.app, self._admin)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"mock-{self.app.name}", daemon=True,
         )
         self._thread.start()

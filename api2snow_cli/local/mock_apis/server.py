@@ -89,8 +89,12 @@ class MockApis:
         return dict(self.urls)
 
     def stop(self) -> None:
-        for server in self._servers.values():
-            server.stop()
+        """Stop all servers (concurrently: each shutdown waits for its poll interval)."""
+        threads = [threading.Thread(target=server.stop) for server in self._servers.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         self.urls = {}
 
     def stats(self) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,86 @@
+"""The local implementation of the platform seam (api2snow.platform.Platform).
+
+Secrets come from the local stack's own credentials for the mock APIs and the local S3, keyed by the
+secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
+declare fails here just as it would in Snowflake. Pipe refresh goes to the local pipe loader; task
+return values, the run id and the graph config come from the local task runner.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+from api2snow.platform import AwsCredentials, PlatformError
+
+from .pipes import LocalPipeLoader
+from .procedures import current_call
+from .tasks import RunContext
+
+_run_context = threading.local()
+
+
+def set_run_context(context: RunContext | None) -> None:
+    _run_context.value = context
+
+
+def run_context() -> RunContext | None:
+    return getattr(_run_context, "value", None)
+
+
+class LocalPlatform:
+    def __init__(self, secrets: dict[str, Any], loader: LocalPipeLoader, database: str) -> None:
+        self._secrets = secrets  # secret object name (upper case, qualified) -> value
+        self.loader = loader
+        self.database = database
+
+    def _secret(self, key: str) -> Any:
+        call = current_call()
+        if call is None:
+            raise PlatformError(f"secret {key!r} read outside a procedure call")
+        object_name = call.procedure.secrets.get(key)
+        if object_name is None:
+            raise PlatformError(f"procedure {call.procedure.name} does not declare secret {key!r} in snowflake.yml")
+        value = self._secrets.get(object_name.upper())
+        if value is None:
+            raise PlatformError(f"secret object {object_name} does not exist in the local stack")
+        return value
+
+    def secret_string(self, key: str) -> str:
+        return str(self._secret(key))
+
+    def username_password(self, key: str) -> tuple[str, str]:
+        user, password = self._secret(key)
+        return user, password
+
+    def aws_credentials(self, key: str) -> AwsCredentials:
+        value = self._secret(key)
+        if not isinstance(value, AwsCredentials):
+            raise PlatformError(f"secret {key!r} is not a cloud provider token")
+        return value
+
+    def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
+        return self.loader.refresh(pipe, prefix)
+
+    def set_return_value(self, session: Any, value: str) -> None:
+        call = current_call()
+        if call is not None and run_context() is not None:
+            call.return_value = value[:10000]
+
+    def run_id(self, session: Any) -> str:
+        context = run_context()
+        return context.run_id if context else f"manual-{uuid.uuid4()}"
+
+    def graph_config(self, session: Any) -> dict[str, Any]:
+        context = run_context()
+        return dict(context.config) if context else {}
+
+    def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
+        rows = session.sql(
+            f"SELECT name, state, error_message FROM {self.database}.OPS.TASK_HISTORY "
+            "WHERE graph_run_group_id = ? QUALIFY ROW_NUMBER() OVER (PARTITION BY name "
+            "ORDER BY attempt_number DESC) = 1",
+            params=[run_id],
+        ).collect()
+        return [{"NAME": r["NAME"], "STATE": r["STATE"], "ERROR_MESSAGE": r["ERROR_MESSAGE"]} for r in rows]

@@ -1,0 +1,130 @@
+"""CALL statements, dispatched to the handlers that snowflake.yml names (fakesnow has no procedures).
+
+The handler is imported and called with the Snowpark Session and the CALL's literal arguments, with
+the declared defaults filled in, exactly as Snowflake binds them; the declared SECRETS of the procedure
+are the only secrets the handler may read during the call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from ..project import Procedure
+
+_CALL = re.compile(r"^\s*CALL\s+(?P<name>[\w.$\"]+)\s*\((?P<args>.*)\)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+class ProcedureCallError(RuntimeError):
+    """A CALL names an undeclared procedure or passes arguments it does not take."""
+
+
+@dataclass
+class CallContext:
+    """Per-thread state of the procedure being called: its secrets and the return value it set."""
+
+    procedure: Procedure
+    return_value: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_current = threading.local()
+
+
+def current_call() -> CallContext | None:
+    return getattr(_current, "call", None)
+
+
+def is_call_statement(statement: str) -> bool:
+    return bool(_CALL.match(statement))
+
+
+def _literal(node: exp.Expression) -> Any:
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Boolean):
+        return node.this
+    if isinstance(node, exp.Neg):
+        return -_literal(node.this)
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        number = float(node.this)
+        return int(number) if number.is_integer() and "." not in node.this else number
+    raise ProcedureCallError(f"only literal arguments can be passed locally, got {node.sql('snowflake')!r}")
+
+
+def _coerce(value: Any, sql_type: str) -> Any:
+    kind = sql_type.lower()
+    if value is None:
+        return None
+    if kind.startswith(("int", "number", "bigint")):
+        return int(value)
+    if kind.startswith(("float", "double", "real")):
+        return float(value)
+    if kind.startswith(("string", "varchar", "text")):
+        return str(value)
+    return value
+
+
+def parse_call(statement: str) -> tuple[str, list[Any]]:
+    match = _CALL.match(statement)
+    if not match:
+        raise ProcedureCallError(f"not a CALL statement: {statement[:80]!r}")
+    args_sql = match.group("args").strip()
+    args = [] if not args_sql else [
+        _literal(e) for e in sqlglot.parse_one(f"SELECT {args_sql}", read="snowflake").expressions
+    ]
+    return match.group("name").replace('"', "").upper(), args
+
+
+class ProcedureDispatcher:
+    """Resolves CALL <db>.<schema>.<name>(...) against snowflake.yml and runs the handler."""
+
+    def __init__(self, procedures: dict[str, Procedure], session: Any) -> None:
+        self.procedures = procedures
+        self.session = session
+
+    def resolve(self, name: str) -> Procedure:
+        proc = self.procedures.get(name.rsplit(".", 1)[-1])
+        if proc is None or (name.count(".") == 2 and name != proc.fqn):
+            raise ProcedureCallError(f"procedure {name} is not declared in snowflake.yml")
+        return proc
+
+    def handler(self, proc: Procedure) -> Callable[..., Any]:
+        module_name, _, function = proc.handler.rpartition(".")
+        module = importlib.import_module(module_name)
+        return getattr(module, function)
+
+    def bind(self, proc: Procedure, args: list[Any]) -> list[Any]:
+        if len(args) > len(proc.arguments):
+            raise ProcedureCallError(f"{proc.name} takes {len(proc.arguments)} argument(s), got {len(args)}")
+        bound = []
+        for index, argument in enumerate(proc.arguments):
+            if index < len(args):
+                bound.append(_coerce(args[index], argument.type))
+            elif argument.default is not None:
+                bound.append(_coerce(_literal(sqlglot.parse_one(argument.default, read="snowflake")), argument.type))
+            else:
+                raise ProcedureCallError(f"{proc.name}: missing argument {argument.name}")
+        return bound
+
+    def call(self, statement: str) -> str:
+        """Run a CALL; returns what Snowflake would show as the task's return value."""
+        name, args = parse_call(statement)
+        proc = self.resolve(name)
+        context = CallContext(proc)
+        _current.call = context
+        try:
+            result = self.handler(proc)(self.session, *self.bind(proc, args))
+        finally:
+            _current.call = None
+        return context.return_value or json.dumps(result, default=str, separators=(",", ":"))

@@ -1,0 +1,198 @@
+"""The local stack: mock APIs, local S3, the fakesnow warehouse, pipes, procedures and the task graph.
+
+It renders the project's own sql/ with the local endpoints filled in, applies it, and interprets what
+fakesnow cannot run (pipes, tasks, CALL) from those same statements. Nothing here keeps a second copy
+of the graph, the pipes or the procedure list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from api2snow import platform as platform_seam
+from api2snow.platform import AwsCredentials
+
+from ..project import PROJECT_ROOT, Project
+from .mock_apis.context import Credentials
+from .mock_apis.server import MockApiConfig, MockApis
+from .pipes import LocalPipeLoader, is_pipe_statement
+from .platform import LocalPlatform, set_run_context
+from .procedures import ProcedureDispatcher, is_call_statement
+from .s3 import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LocalS3
+from .tasks import TASK_HISTORY_DDL, RunContext, TaskDefinition, TaskGraph, TaskGraphRunner, TaskRun, parse_task
+from .tasks import is_task_statement
+from .warehouse import LocalWarehouse
+
+log = logging.getLogger(__name__)
+
+# Statements of account-level objects that the local warehouse does not emulate (validated by parsing).
+NOT_EMULATED = (
+    "GRANT", "REVOKE", "CREATE ROLE", "CREATE WAREHOUSE", "CREATE OR REPLACE WAREHOUSE", "CREATE SECRET",
+    "CREATE OR REPLACE SECRET", "CREATE NETWORK RULE", "CREATE OR REPLACE NETWORK RULE", "CREATE SECURITY",
+    "CREATE OR REPLACE SECURITY", "CREATE EXTERNAL ACCESS", "CREATE OR REPLACE EXTERNAL ACCESS",
+    "CREATE STORAGE INTEGRATION", "CREATE OR REPLACE STORAGE INTEGRATION", "USE ROLE", "ALTER TASK",
+    "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE",
+)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("API2SNOW_HOME", PROJECT_ROOT / ".api2snow"))
+
+
+@dataclass
+class StackOptions:
+    home: Path = field(default_factory=default_home)
+    project_root: Path = PROJECT_ROOT
+    seed: int = 42
+    mock: MockApiConfig | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    env_overrides: dict[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Start with `start()` (or `with LocalStack() as stack:`), then `run_graph()` or `call(...)`."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.mock_apis: MockApis | None = None
+        self.s3 = LocalS3()
+        self.warehouse: LocalWarehouse | None = None
+        self.project: Project | None = None
+        self.loader: LocalPipeLoader | None = None
+        self.dispatcher: ProcedureDispatcher | None = None
+        self.graph: TaskGraph | None = None
+        self.skipped: list[str] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, progress: Callable[[str], None] = lambda message: None) -> LocalStack:
+        home = self.options.home
+        home.mkdir(parents=True, exist_ok=True)
+        progress("starting mock APIs")
+        self.mock_apis = MockApis(self._mock_config())
+        urls = self.mock_apis.start()
+        progress("starting local S3 (moto)")
+        self.s3.start()
+        self.project = Project.load(self.options.project_root, {
+            "env_name": "local", "s3_endpoint_url": self.s3.endpoint_url,
+            "api_a_base_url": urls["api_a"], "api_b_base_url": urls["api_b"], "api_c_base_url": urls["api_c"],
+            **self.options.env_overrides,
+        })
+        self.s3.ensure_bucket(self.project.env["bucket"])
+        progress("starting local warehouse (fakesnow)")
+        database = self.project.env["database"].upper()
+        self.warehouse = LocalWarehouse(home / "warehouse", database).start()
+        session = self.warehouse.session
+        self.loader = LocalPipeLoader(session, self.s3.client(), database)
+        self.dispatcher = ProcedureDispatcher(self.project.procedures(), session)
+        progress("applying sql/")
+        self.apply_sql()
+        platform_seam.set_platform(LocalPlatform(self._secrets(), self.loader, database))
+        return self
+
+    def stop(self) -> None:
+        platform_seam.set_platform(None)
+        if self.warehouse is not None:
+            self.warehouse.stop()
+        self.s3.stop()
+        if self.mock_apis is not None:
+            self.mock_apis.stop()
+
+    # ---- configuration -----------------------------------------------------------------------------
+    def _mock_config(self) -> MockApiConfig:
+        if self.options.mock is not None:
+            return self.options.mock
+        state_file = self.options.home / "mock_state.json"
+        if state_file.exists():
+            anchor = datetime.fromisoformat(json.loads(state_file.read_text())["anchor"])
+        else:  # the data set is anchored once per local home, so it stays the same across runs
+            anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            state_file.write_text(json.dumps({"anchor": anchor.isoformat(), "seed": self.options.seed}))
+        return MockApiConfig(seed=self.options.seed, anchor=anchor, clock_start=datetime.now(UTC),
+                             credentials=self.options.credentials)
+
+    def _secrets(self) -> dict[str, Any]:
+        """Local values for the SECRET objects that snowflake.yml names (external_access/ creates them)."""
+        creds = self.options.credentials
+        db = self.database
+        return {
+            f"{db}.OPS.API_A_CLIENT_SECRET": (creds.client_id, creds.client_secret),
+            f"{db}.OPS.API_B_KEY_SECRET": creds.api_key,
+            f"{db}.OPS.API_C_LOGIN_SECRET": (creds.soap_user, creds.soap_password),
+            f"{db}.OPS.AWS_S3_SECRET": AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET),
+        }
+
+    @property
+    def database(self) -> str:
+        assert self.project is not None, "stack not started"
+        return self.project.env["database"].upper()
+
+    @property
+    def session(self) -> Any:
+        assert self.warehouse is not None, "stack not started"
+        return self.warehouse.session
+
+    # ---- SQL ---------------------------------------------------------------------------------------
+    def apply_sql(self) -> None:
+        """Apply sql/ in order; pipes, tasks and CALLs are interpreted, account objects skipped."""
+        assert self.project is not None and self.loader is not None
+        tasks: list[TaskDefinition] = []
+        for path in self.project.sql_files("sql"):
+            for statement in self.project.statements(path):
+                task = self.execute(statement)
+                if task is not None:
+                    tasks.append(task)
+        self.loader.ensure_history_table()
+        self.session.sql(TASK_HISTORY_DDL.format(database=self.database)).collect()
+        self.graph = TaskGraph(tasks)
+
+    def execute(self, statement: str) -> TaskDefinition | None:
+        """Run one rendered statement the way the local stack emulates it; returns a parsed task."""
+        assert self.loader is not None and self.dispatcher is not None
+        head = " ".join(statement.split()[:5]).upper()
+        if is_task_statement(statement):
+            return parse_task(statement)
+        if is_pipe_statement(statement):
+            self.loader.register(statement)
+        elif is_call_statement(statement):
+            self.dispatcher.call(statement)
+        elif head.startswith(NOT_EMULATED):
+            self.skipped.append(head)
+        else:
+            self.session.sql(statement).collect()
+        return None
+
+    # ---- running -----------------------------------------------------------------------------------
+    def _execute_task(self, task: TaskDefinition, context: RunContext) -> str | None:
+        assert self.dispatcher is not None
+        set_run_context(context)
+        try:
+            if is_call_statement(task.body):
+                return self.dispatcher.call(task.body)
+            self.session.sql(task.body).collect()
+            return None
+        finally:
+            set_run_context(None)
+
+    def run_graph(self, on_event: Callable[[TaskRun], None] | None = None) -> tuple[str, list[TaskRun]]:
+        """One run of the task graph, like EXECUTE TASK on the root."""
+        assert self.graph is not None, "stack not started"
+        runner = TaskGraphRunner(self.graph, self.session, self.database, self._execute_task, on_event=on_event)
+        return runner.run()
+
+    def call(self, statement: str) -> str:
+        """CALL a procedure outside a graph run, as an analyst would."""
+        assert self.dispatcher is not None
+        return self.dispatcher.call(statement)
