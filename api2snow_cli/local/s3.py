@@ -1,7 +1,12 @@
-"""Local S3: moto's threaded server on loopback, reached by boto3 through endpoint_url."""
+"""Local S3: moto's threaded server on loopback, reached by boto3 through endpoint_url.
+
+moto keeps objects in memory, so the stack saves the bucket to a folder on stop and restores it on
+start: a batch staged by one `api2snow run` is still there for the next, as it would be on S3.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -39,6 +44,28 @@ class LocalS3:
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         if bucket not in existing:
             client.create_bucket(Bucket=bucket)
+
+    def restore(self, bucket: str, folder: Path) -> int:
+        """Upload the objects saved in `folder` (by `save`) into the bucket; returns how many."""
+        client = self.client()
+        count = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []:
+            client.put_object(Bucket=bucket, Key=path.relative_to(folder).as_posix(), Body=path.read_bytes(),
+                              ServerSideEncryption="AES256")
+            count += 1
+        return count
+
+    def save(self, bucket: str, folder: Path) -> int:
+        """Write every object of the bucket under `folder`, keyed by its S3 key."""
+        client = self.client()
+        count = 0
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                target = folder / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                count += 1
+        return count
 
     def stop(self) -> None:
         if self._server is not None:

@@ -91,6 +91,7 @@ class LocalStack:
             **self.options.env_overrides,
         })
         self.s3.ensure_bucket(self.project.env["bucket"])
+        self.s3.restore(self.project.env["bucket"], home / "s3")
         progress("starting local warehouse (fakesnow)")
         database = self.project.env["database"].upper()
         self.warehouse = LocalWarehouse(home / "warehouse", database).start()
@@ -106,6 +107,8 @@ class LocalStack:
         platform_seam.set_platform(None)
         if self.warehouse is not None:
             self.warehouse.stop()
+        if self.project is not None and self.s3.endpoint_url:
+            self.s3.save(self.project.env["bucket"], self.options.home / "s3")
         self.s3.stop()
         if self.mock_apis is not None:
             self.mock_apis.stop()

@@ -257,3 +257,7 @@ class TaskGraphRunner:
                     run_id, self.graph.root.short_name, run.attempt,
                 ],
             ).collect()
+
+
+def graph_from_statements(statements: list[str]) -> TaskGraph:
+    return TaskGraph([parse_task(s) for s in statements if is_task_statement(s)])

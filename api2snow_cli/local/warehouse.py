@@ -79,8 +79,12 @@ class LocalWarehouse:
         return {
             "user": "fake", "password": "snow", "account": "fakesnow", "host": self.host, "port": self.port,
             "protocol": "http", "database": self.database, "schema": "OPS", "network_timeout": 30,
-            "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
-                                   "FAKESNOW_DB_PATH": str(self.db_path)},
+            "session_parameters": {
+                "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
+                "FAKESNOW_DB_PATH": str(self.db_path),
+                # one cursor per thread: sibling tasks share this session and must not read each other's rows
+                "PYTHON_SNOWPARK_ENABLE_THREAD_SAFE_SESSION": True,
+            },
         }
 
     def sql(self, statement: str, params: list[Any] | None = None) -> list[Any]:

@@ -1,0 +1,247 @@
+"""`api2snow`: run the pipeline on the local stack, inspect it, and query the local warehouse."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .console import console, fail, print_graph, print_json, print_rows, rows_as_dicts
+from .history import GraphRunStatus, graph_run_status, latest_run_rows
+from .project import PROJECT_ROOT, Project
+from .local.tasks import graph_from_statements
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="api2snow: HTTP APIs -> S3 -> Snowpipe -> RAW -> CLEAN -> ANALYTICS, with DQ gates.")
+STACK_FILE = "stack.json"
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json")]
+
+
+def _quiet() -> None:
+    """Keep the stand-ins' own logging and warnings out of the user's terminal."""
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("fakesnow", "uvicorn", "snowflake", "botocore", "urllib3", "werkzeug", "moto"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _home() -> Path:
+    from .local.stack import default_home
+
+    return default_home()
+
+
+def _graph(project: Project):
+    statements = [s for p in project.sql_files("sql") if p.name.endswith("tasks.sql") for s in project.statements(p)]
+    return graph_from_statements(statements)
+
+
+def _running_stack() -> dict[str, Any] | None:
+    """The stack started by `api2snow up` in another process, if it is still alive."""
+    path = _home() / STACK_FILE
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except (OSError, KeyError):
+        path.unlink(missing_ok=True)
+        return None
+    return info
+
+
+@contextmanager
+def _warehouse_session() -> Iterator[Any]:
+    """A session on the local warehouse: the running `up` stack's, or a warehouse started just for this."""
+    from snowflake.snowpark import Session
+
+    from .local.warehouse import LocalWarehouse
+
+    running = _running_stack()
+    if running is not None:
+        session = Session.builder.configs(running["connection"]).create()
+        yield session
+        return
+    database = Project.load().env["database"].upper()
+    warehouse = LocalWarehouse(_home() / "warehouse", database).start()
+    try:
+        yield warehouse.session
+    finally:
+        warehouse.stop()
+
+
+def _refuse_if_running(command: str) -> None:
+    running = _running_stack()
+    if running is not None:
+        raise RuntimeError(f"the local stack is already running (api2snow up, pid {running['pid']}); "
+                           f"stop it before `api2snow {command}`")
+
+
+def _start_stack():
+    from .local.stack import LocalStack
+
+    stack = LocalStack()
+    with console.status("starting the local stack") as status:
+        stack.start(progress=lambda message: status.update(message))
+    return stack
+
+
+def _run_graph(stack: Any) -> GraphRunStatus:
+    started = time.monotonic()
+
+    def on_event(run: Any) -> None:
+        name = run.name.rsplit(".", 1)[-1]
+        if run.state == "EXECUTING":
+            console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {name} started", highlight=False)
+        else:
+            console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {name} [bold]{run.state}[/bold]"
+                          + (f": {run.error}" if run.error else ""), highlight=False)
+
+    stack.run_graph(on_event=on_event)
+    return graph_run_status(latest_run_rows(stack.session, f"{stack.database}.OPS.TASK_HISTORY"), stack.graph)
+
+
+def _summary(stack: Any) -> None:
+    db = stack.database
+    layers = stack.session.sql(f"""
+        SELECT 'RAW' AS layer, 'api_a' AS source, COUNT(*) AS row_count FROM {db}.RAW.API_A_EVENTS
+        UNION ALL SELECT 'RAW', 'api_b', COUNT(*) FROM {db}.RAW.API_B_EVENTS
+        UNION ALL SELECT 'RAW', 'api_c', COUNT(*) FROM {db}.RAW.API_C_CAMERAS
+        UNION ALL SELECT 'RAW', 'rejects', COUNT(*) FROM {db}.RAW.REJECTED_RECORDS
+        UNION ALL SELECT 'CLEAN', 'api_a', COUNT(*) FROM {db}.CLEAN.CLN_API_A_EVENTS
+        UNION ALL SELECT 'CLEAN', 'api_b', COUNT(*) FROM {db}.CLEAN.CLN_API_B_EVENTS
+        UNION ALL SELECT 'CLEAN', 'api_c', COUNT(*) FROM {db}.CLEAN.DIM_CAMERAS
+        UNION ALL SELECT 'ANALYTICS', 'daily_summary', COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY""").collect()
+    print_rows(layers, "rows per layer")
+    dq = stack.session.sql(f"""
+        SELECT check_name, source, severity, passed, observed_value FROM {db}.ANALYTICS.DQ_CHECK_RESULTS
+        WHERE run_id = (SELECT run_id FROM {db}.ANALYTICS.DQ_CHECK_RESULTS ORDER BY checked_at DESC LIMIT 1)
+        ORDER BY passed, severity, check_name, source""").collect()
+    print_rows(dq, "data-quality checks (latest run)")
+    top = stack.session.sql(f"SELECT category, event_count, camera_count, ROUND(avg_confidence, 3) AS "
+                            f"avg_confidence, category_rank FROM {db}.ANALYTICS.VW_TOP_CATEGORIES "
+                            "ORDER BY category_rank").collect()
+    print_rows(top, "top categories (last 7 days)")
+
+
+@app.command()
+def demo() -> None:
+    """Start the local stack, run the task graph once over the mock APIs and print a summary."""
+    _refuse_if_running("demo")
+    stack = _start_stack()
+    try:
+        status = _run_graph(stack)
+        print_graph(status)
+        _summary(stack)
+    finally:
+        stack.stop()
+    if status.state != "SUCCEEDED":
+        raise RuntimeError(f"graph run {status.run_id} {status.state}; see the tree above")
+    console.print(f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; "
+                  "query it with: api2snow sql -q \"SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS\"")
+
+
+@app.command()
+def run() -> None:
+    """Run the task graph once on the local stack (like EXECUTE TASK on the root)."""
+    _refuse_if_running("run")
+    stack = _start_stack()
+    try:
+        status = _run_graph(stack)
+        print_graph(status)
+    finally:
+        stack.stop()
+    if status.state != "SUCCEEDED":
+        raise RuntimeError(f"graph run {status.run_id} {status.state}")
+
+
+@app.command()
+def up(every_minutes: Annotated[float, typer.Option("--every", help="minutes between graph runs; 0: never")] = 60,
+       ) -> None:
+    """Start the local stack in the foreground until Ctrl-C, running the graph on a schedule."""
+    _refuse_if_running("up")
+    stack = _start_stack()
+    stack_file = _home() / STACK_FILE
+    connection = {k: v for k, v in stack.warehouse.connection_parameters().items()}
+    stack_file.write_text(json.dumps({"pid": os.getpid(), "connection": connection}))
+    try:
+        console.print(f"mock APIs: {stack.mock_apis.urls}")
+        console.print(f"local S3:  {stack.s3.endpoint_url} (bucket {stack.project.env['bucket']})")
+        console.print(f"warehouse: fakesnow on {stack.warehouse.host}:{stack.warehouse.port}, "
+                      f"files in {stack.warehouse.db_path}")
+        console.print("api2snow sql / status work from another terminal; Ctrl-C stops the stack")
+        while True:
+            if every_minutes > 0:
+                print_graph(_run_graph(stack))
+                time.sleep(every_minutes * 60)
+            else:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        stack_file.unlink(missing_ok=True)
+        stack.stop()
+
+
+@app.command()
+def status(fmt: FormatOption = "table") -> None:
+    """The latest graph run as the graph's tree: state, duration, return value and error per task."""
+    project = Project.load()
+    graph = _graph(project)
+    with _warehouse_session() as session:
+        rows = latest_run_rows(session, f"{project.env['database'].upper()}.OPS.TASK_HISTORY")
+    result = graph_run_status(rows, graph)
+    if fmt == "json":
+        print_json(result.to_dict())
+    else:
+        print_graph(result)
+
+
+@app.command()
+def sql(query: Annotated[str, typer.Option("--query", "-q", help="SQL to run on the local warehouse")],
+        fmt: FormatOption = "table") -> None:
+    """Query the local warehouse, like `snow sql -q`."""
+    with _warehouse_session() as session:
+        rows = session.sql(query).collect()
+    if fmt == "json":
+        print_json(rows_as_dicts(rows))
+    else:
+        print_rows(rows)
+
+
+@app.command("mock-apis", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def mock_apis(ctx: typer.Context) -> None:
+    """Run the mock APIs alone in the foreground (options: see `api2snow mock-apis --help-mock`)."""
+    from .local.mock_apis.server import main as mock_main
+
+    args = ["--help" if a == "--help-mock" else a for a in ctx.args]
+    raise typer.Exit(mock_main(args))
+
+
+def main() -> None:
+    _quiet()
+    debug = os.environ.get("API2SNOW_DEBUG") == "1"
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        fail("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # one clear line, not a traceback (API2SNOW_DEBUG=1 shows it)
+        if debug:
+            raise
+        fail(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc).splitlines()[0])
+        sys.exit(1)
+
+
+__all__ = ["app", "main", "PROJECT_ROOT"]

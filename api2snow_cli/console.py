@@ -1,0 +1,77 @@
+"""Terminal output: tables, the graph tree, JSON, and one-line errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from .history import GraphRunStatus
+
+console = Console()
+err_console = Console(stderr=True)
+STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "EXECUTING": "cyan",
+               "NOT_RUN": "dim"}
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def rows_as_dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    return [{k: to_jsonable(v) for k, v in row.as_dict().items()} for row in rows]
+
+
+def print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=to_jsonable))
+
+
+def print_rows(rows: list[Any], title: str | None = None) -> None:
+    dicts = rows_as_dicts(rows)
+    table = Table(title=title, show_lines=False)
+    for column in (dicts[0].keys() if dicts else []):
+        table.add_column(column)
+    for row in dicts:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table if dicts else f"[dim]{title + ': ' if title else ''}no rows[/dim]")
+
+
+def _label(task: Any) -> str:
+    style = STATE_STYLE.get(task.state, "white")
+    duration = f" {task.duration_s:.1f}s" if task.duration_s is not None else ""
+    attempt = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+    text = f"[bold]{task.name}[/bold] [{style}]{task.state}[/{style}]{duration}{attempt}"
+    if task.error:
+        text += f"\n  [red]{task.error}[/red]"
+    elif task.return_value:
+        value = task.return_value if len(task.return_value) <= 160 else task.return_value[:157] + "..."
+        text += f"\n  [dim]{value}[/dim]"
+    return text
+
+
+def print_graph(status: GraphRunStatus) -> None:
+    """The graph as a tree: each task under its first predecessor; the finalizer under the root."""
+    if status.run_id is None:
+        console.print("no graph run recorded yet: run `api2snow run` (or `api2snow demo`)")
+        return
+    style = STATE_STYLE.get(status.state, "white")
+    tree = Tree(f"graph run {status.run_id} [{style}]{status.state}[/{style}] (scheduled {status.scheduled_time})")
+    nodes: dict[str, Tree] = {}
+    for task in status.tasks:
+        parent = nodes.get(task.after[0]) if task.after else None
+        extra = f" [dim](after {', '.join(task.after[1:])} too)[/dim]" if len(task.after) > 1 else ""
+        nodes[task.name] = (parent or tree).add(_label(task) + extra)
+    console.print(tree)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)

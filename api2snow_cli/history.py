@@ -1,0 +1,82 @@
+"""Reading a graph run back from TASK_HISTORY, in the shape `api2snow status` prints.
+
+Locally TASK_HISTORY is a table the runner writes; in Snowflake it is INFORMATION_SCHEMA.TASK_HISTORY().
+Both have the same columns, so one query shape serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .local.tasks import TaskGraph
+
+
+@dataclass
+class TaskStatus:
+    name: str
+    state: str
+    duration_s: float | None
+    return_value: str | None
+    error: str | None
+    attempt: int
+    after: list[str]
+
+
+@dataclass
+class GraphRunStatus:
+    run_id: str | None
+    state: str
+    scheduled_time: str | None
+    tasks: list[TaskStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "state": self.state, "scheduled_time": self.scheduled_time,
+                "tasks": [asdict(t) for t in self.tasks]}
+
+
+def latest_run_rows(session: Any, history_source: str) -> list[Any]:
+    """Latest attempt of every task of the newest graph run in `history_source`."""
+    return session.sql(
+        f"""WITH latest_run AS (
+            SELECT graph_run_group_id FROM {history_source}
+            WHERE graph_run_group_id IS NOT NULL
+            ORDER BY scheduled_time DESC, query_start_time DESC NULLS LAST LIMIT 1
+        )
+        SELECT name, state, scheduled_time, query_start_time, completed_time, return_value,
+            error_message, graph_run_group_id, attempt_number
+        FROM {history_source}
+        WHERE graph_run_group_id = (SELECT graph_run_group_id FROM latest_run)
+        QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"""
+    ).collect()
+
+
+def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
+    by_name = {row["NAME"].upper(): row for row in rows}
+    tasks = []
+    ordered = graph.order() + ([graph.finalizer] if graph.finalizer else [])
+    for task in ordered:
+        row = by_name.get(task.short_name)
+        duration = None
+        if row is not None and row["QUERY_START_TIME"] and row["COMPLETED_TIME"]:
+            duration = round((row["COMPLETED_TIME"] - row["QUERY_START_TIME"]).total_seconds(), 3)
+        tasks.append(TaskStatus(
+            name=task.short_name,
+            state=row["STATE"] if row is not None else "NOT_RUN",
+            duration_s=duration,
+            return_value=row["RETURN_VALUE"] if row is not None else None,
+            error=row["ERROR_MESSAGE"] if row is not None else None,
+            attempt=int(row["ATTEMPT_NUMBER"]) if row is not None else 0,
+            after=[a.rsplit(".", 1)[-1] for a in task.after] or (
+                [task.finalize.rsplit(".", 1)[-1]] if task.finalize else []),
+        ))
+    states = {t.state for t in tasks}
+    state = "NO_RUNS" if not rows else ("FAILED" if states & {"FAILED", "CANCELLED"} else
+                                        "SUCCEEDED" if states == {"SUCCEEDED"} else "EXECUTING")
+    first = rows[0] if rows else None
+    return GraphRunStatus(
+        run_id=first["GRAPH_RUN_GROUP_ID"] if first else None,
+        state=state,
+        scheduled_time=str(first["SCHEDULED_TIME"]) if first else None,
+        tasks=tasks,
+    )
