@@ -1,0 +1,35 @@
+"""Shared fixtures: a running local stack on a throwaway home, with a frozen, seeded mock data set."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore")
+for _name in ("fakesnow", "uvicorn", "snowflake", "werkzeug", "moto", "botocore"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+
+def start_stack(home: Path, **mock_overrides):
+    """A started LocalStack whose mock clock is frozen half an hour after the data set's anchor."""
+    from api2snow_cli.local.mock_apis.server import MockApiConfig
+    from api2snow_cli.local.stack import LocalStack, StackOptions
+
+    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    mock = MockApiConfig(seed=7, anchor=anchor, clock_start=anchor + timedelta(minutes=30),
+                         follow_real_time=False, history_hours=12, **mock_overrides)
+    return LocalStack(StackOptions(home=home, mock=mock)).start()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    started = start_stack(tmp_path_factory.mktemp("api2snow-home"))
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -1,0 +1,99 @@
+"""The whole task graph on the local stack, reconciled exactly against the mock APIs' ground truth."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import batches_of_run, clean_versions, expected_ids, scalar
+
+pytestmark = pytest.mark.integration
+EVENT_SOURCES = {"api_a": ("API_A_EVENTS", "CLN_API_A_EVENTS"), "api_b": ("API_B_EVENTS", "CLN_API_B_EVENTS")}
+
+
+def _run_ok(stack) -> str:
+    run_id, runs = stack.run_graph()
+    failed = {r.name: r.error for r in runs if r.state != "SUCCEEDED"}
+    assert not failed, failed
+    assert len(runs) == len(stack.graph.tasks)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def first_run(stack) -> str:
+    return _run_ok(stack)
+
+
+@pytest.mark.parametrize("source", sorted(EVENT_SOURCES))
+def test_first_run_reconciles_exactly(stack, first_run, source):
+    raw_table, clean_table = EVENT_SOURCES[source]
+    db = stack.database
+    truth = expected_ids(stack, source, stack.mock_apis.dataset.truth(source, stack.mock_apis.clock.now()))
+    batch = batches_of_run(stack, first_run)[source]
+
+    assert batch["STATUS"] == "MERGED"
+    assert batch["FETCHED"] == len(truth) > 1000
+    assert batch["FETCHED"] == batch["STAGED"] + batch["REJECTED"] + batch["DUPLICATES"]
+    assert (batch["REJECTED"], batch["DUPLICATES"]) == (0, 0)
+    assert scalar(stack, f"SELECT COUNT(*) FROM {db}.RAW.{raw_table}") == batch["STAGED"]
+    assert scalar(stack, f"SELECT COUNT(DISTINCT file_name) FROM {db}.RAW.{raw_table}") == batch["PARTS"]
+    clean = clean_versions(stack, clean_table)
+    assert {k: v[0] for k, v in clean.items()} == truth
+
+
+def test_camera_directory_lands_in_clean(stack, first_run):
+    cameras = stack.mock_apis.dataset.cameras(stack.mock_apis.clock.now())
+    rows = stack.session.sql(f"SELECT camera_id, site_id FROM {stack.database}.CLEAN.DIM_CAMERAS").collect()
+    assert {(r["CAMERA_ID"], r["SITE_ID"]) for r in rows} == {(c["cameraId"], c["siteId"]) for c in cameras}
+
+
+def test_every_layer_and_dq_have_rows(stack, first_run):
+    db = stack.database
+    for source in EVENT_SOURCES:
+        assert scalar(stack, f"SELECT COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY WHERE source = ?", [source]) >= 1
+        assert scalar(stack, f"SELECT SUM(event_count) FROM {db}.ANALYTICS.VW_DAILY_EVENT_COUNTS "
+                             "WHERE source = ?", [source]) == scalar(
+            stack, f"SELECT COUNT(*) FROM {db}.CLEAN.CLN_{source.upper()}_EVENTS")
+    results = stack.session.sql(
+        f"SELECT source, severity, passed FROM {db}.ANALYTICS.DQ_CHECK_RESULTS WHERE run_id = ?", params=[first_run]
+    ).collect()
+    assert {r["SOURCE"] for r in results} == {"api_a", "api_b"}
+    assert len(results) == 28
+    assert all(r["PASSED"] for r in results if r["SEVERITY"] == "error")
+
+
+def test_task_history_records_the_run_like_snowflake(stack, first_run):
+    rows = stack.session.sql(
+        f"SELECT name, state, attempt_number, return_value, query_start_time, completed_time "
+        f"FROM {stack.database}.OPS.TASK_HISTORY WHERE graph_run_group_id = ?", params=[first_run]
+    ).collect()
+    assert {r["NAME"] for r in rows} == {t.short_name for t in stack.graph.tasks.values()}
+    assert {r["STATE"] for r in rows} == {"SUCCEEDED"}
+    assert all(r["COMPLETED_TIME"] >= r["QUERY_START_TIME"] for r in rows)
+    ingest = next(r for r in rows if r["NAME"] == "INGEST_API_A")
+    assert '"status":"STAGED"' in ingest["RETURN_VALUE"]
+
+
+def test_second_run_without_new_data_changes_no_clean_row(stack, first_run):
+    before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
+    run_id = _run_ok(stack)
+    assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before
+    batches = batches_of_run(stack, run_id)
+    assert batches["api_a"]["FETCHED"] == 0 and batches["api_b"]["FETCHED"] == 0
+
+
+def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_run):
+    dataset, clock = stack.mock_apis.dataset, stack.mock_apis.clock
+    before_time = clock.now()
+    before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
+    clock.advance(2 * 3600)
+    run_id = _run_ok(stack)
+    batches = batches_of_run(stack, run_id)
+    for source, (_, clean_table) in EVENT_SOURCES.items():
+        changed = expected_ids(stack, source, dataset.truth(source, clock.now(), updated_since=before_time))
+        updated = [i for i in changed if i in before[clean_table]]
+        assert batches[source]["FETCHED"] == len(changed) > 0
+        assert updated, "the data set should update some existing events within two hours"
+        after = clean_versions(stack, clean_table)
+        assert {k: v[0] for k, v in after.items()} == expected_ids(stack, source, dataset.truth(source, clock.now()))
+        untouched = set(before[clean_table]) - set(changed)
+        assert all(after[i] == before[clean_table][i] for i in untouched)
