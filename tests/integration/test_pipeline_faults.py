@@ -1,0 +1,92 @@
+"""Faults on the mock APIs: retries, duplicates across pages and invalid records still reconcile exactly."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from api2snow.loading import LoadTimeout
+from api2snow.quality import DataQualityError
+
+from ..conftest import start_stack
+from .helpers import batches_of_run, expected_ids, scalar
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    from api2snow_cli.local.mock_apis.faults import Faults
+
+    faults = {
+        "api_a": Faults.for_api("api_a", error_rate=0.08, malformed_page_rate=0.05, invalid_record_rate=0.02,
+                                duplicate_rate=0.5),
+        "api_b": Faults.for_api("api_b", error_rate=0.3, malformed_page_rate=0.1, invalid_record_rate=0.02, duplicate_rate=0.5),
+        "api_c": Faults.for_api("api_c"),
+    }
+    stack = start_stack(tmp_path_factory.mktemp("api2snow-faults"), faults=faults)
+    stack.run_graph_result = stack.run_graph()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("source,raw_table", [("api_a", "API_A_EVENTS"), ("api_b", "API_B_EVENTS")])
+def test_faults_reconcile(faulty, source, raw_table):
+    run_id, runs = faulty.run_graph_result
+    assert {r.state for r in runs} == {"SUCCEEDED"}, [(r.name, r.error) for r in runs if r.error]
+    db = faulty.database
+    now = faulty.mock_apis.clock.now()
+    truth = expected_ids(faulty, source, faulty.mock_apis.dataset.truth(source, now))
+    invalid = set(expected_ids(faulty, source, dict.fromkeys(faulty.mock_apis.dataset.invalid_ids(source, now), now)))
+    batch = batches_of_run(faulty, run_id)[source]
+
+    assert invalid, "the fault switch should have broken some records"
+    assert batch["DUPLICATES"] > 0
+    assert batch["FETCHED"] == batch["STAGED"] + batch["REJECTED"] + batch["DUPLICATES"]
+    assert batch["FETCHED"] == len(truth) + batch["DUPLICATES"]
+    assert batch["REJECTED"] == len(invalid)
+    assert scalar(faulty, f"SELECT COUNT(*) FROM {db}.RAW.{raw_table}") == batch["STAGED"]
+    assert scalar(faulty, f"SELECT COUNT(*) FROM {db}.RAW.REJECTED_RECORDS WHERE batch_id = ?",
+                  [batch["BATCH_ID"]]) == len(invalid)
+    clean = {r[0] for r in faulty.session.sql(f"SELECT event_id FROM {db}.CLEAN.CLN_{raw_table}").collect()}
+    assert clean == set(truth) - invalid
+    assert scalar(faulty, f"SELECT batch.http_stats:retries::NUMBER FROM {db}.OPS.BATCH_LEDGER AS batch "
+                          "WHERE batch_id = ?", [batch["BATCH_ID"]]) > 0
+
+
+def test_rejects_carry_their_reason(faulty):
+    reasons = faulty.session.sql(
+        f"SELECT DISTINCT payload:reason::STRING AS reason FROM {faulty.database}.RAW.REJECTED_RECORDS"
+    ).collect()
+    assert reasons and all(r["REASON"] for r in reasons)
+
+
+def test_validate_dq_fails_on_an_error_severity_failure(faulty):
+    db = faulty.database
+    faulty.session.sql(
+        f"INSERT INTO {db}.ANALYTICS.DQ_CHECK_RESULTS (run_id, check_name, source, severity, observed_value, "
+        "threshold, passed, details, checked_at) SELECT 'forced-failure', 'unique_event_id', 'api_a', 'error', "
+        "3, 0, FALSE, 'test', DATEADD('minute', 1, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)"
+    ).collect()
+    with pytest.raises(DataQualityError, match=r"unique_event_id\[api_a\]"):
+        faulty.call(f"CALL {db}.OPS.VALIDATE_DQ()")
+
+
+def test_wait_for_load_times_out_with_a_clear_error_and_keeps_the_watermark(faulty):
+    db = faulty.database
+    watermark = scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'")
+    faulty.mock_apis.set_faults("api_b", error_rate=0.0, malformed_page_rate=0.0)
+    faulty.mock_apis.clock.advance(3600)
+    summary = faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
+    assert '"status":"STAGED"' in summary
+    s3 = boto3.client("s3", endpoint_url=faulty.s3.endpoint_url, region_name="us-east-1",
+                      aws_access_key_id="k", aws_secret_access_key="s")
+    bucket = faulty.project.env["bucket"]
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_b/")["Contents"]:
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])  # the staged part never reaches the pipe
+    faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_b')")
+    with pytest.raises(LoadTimeout, match=r"within 1s: api_b batch .*: 1 part\(s\) not loaded"):
+        faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)")
+    assert scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'") == watermark
