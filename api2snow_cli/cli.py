@@ -17,11 +17,15 @@ import typer
 
 from .console import console, fail, print_graph, print_json, print_rows, rows_as_dicts
 from .history import GraphRunStatus, graph_run_status, latest_run_rows
-from .project import PROJECT_ROOT, Project
 from .local.tasks import graph_from_statements
+from .project import PROJECT_ROOT, Project
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="api2snow: HTTP APIs -> S3 -> Snowpipe -> RAW -> CLEAN -> ANALYTICS, with DQ gates.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="api2snow: HTTP APIs -> S3 -> Snowpipe -> RAW -> CLEAN -> ANALYTICS, with DQ gates.",
+)
 STACK_FILE = "stack.json"
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json")]
 
@@ -41,7 +45,9 @@ def _home() -> Path:
 
 
 def _graph(project: Project):
-    statements = [s for p in project.sql_files("sql") if p.name.endswith("tasks.sql") for s in project.statements(p)]
+    statements = [
+        s for p in project.sql_files("sql") if p.name.endswith("tasks.sql") for s in project.statements(p)
+    ]
     return graph_from_statements(statements)
 
 
@@ -82,8 +88,10 @@ def _warehouse_session() -> Iterator[Any]:
 def _refuse_if_running(command: str) -> None:
     running = _running_stack()
     if running is not None:
-        raise RuntimeError(f"the local stack is already running (api2snow up, pid {running['pid']}); "
-                           f"stop it before `api2snow {command}`")
+        raise RuntimeError(
+            f"the local stack is already running (api2snow up, pid {running['pid']}); "
+            f"stop it before `api2snow {command}`"
+        )
 
 
 def _start_stack():
@@ -103,8 +111,11 @@ def _run_graph(stack: Any) -> GraphRunStatus:
         if run.state == "EXECUTING":
             console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {name} started", highlight=False)
         else:
-            console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {name} [bold]{run.state}[/bold]"
-                          + (f": {run.error}" if run.error else ""), highlight=False)
+            console.print(
+                f"[dim]{time.monotonic() - started:6.1f}s[/dim] {name} [bold]{run.state}[/bold]"
+                + (f": {run.error}" if run.error else ""),
+                highlight=False,
+            )
 
     stack.run_graph(on_event=on_event)
     return graph_run_status(latest_run_rows(stack.session, f"{stack.database}.OPS.TASK_HISTORY"), stack.graph)
@@ -120,16 +131,19 @@ def _summary(stack: Any) -> None:
         UNION ALL SELECT 'CLEAN', 'api_a', COUNT(*) FROM {db}.CLEAN.CLN_API_A_EVENTS
         UNION ALL SELECT 'CLEAN', 'api_b', COUNT(*) FROM {db}.CLEAN.CLN_API_B_EVENTS
         UNION ALL SELECT 'CLEAN', 'api_c', COUNT(*) FROM {db}.CLEAN.DIM_CAMERAS
-        UNION ALL SELECT 'ANALYTICS', 'daily_summary', COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY""").collect()
+        UNION ALL SELECT 'ANALYTICS', 'daily_summary', COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY
+        """).collect()
     print_rows(layers, "rows per layer")
     dq = stack.session.sql(f"""
         SELECT check_name, source, severity, passed, observed_value FROM {db}.ANALYTICS.DQ_CHECK_RESULTS
         WHERE run_id = (SELECT run_id FROM {db}.ANALYTICS.DQ_CHECK_RESULTS ORDER BY checked_at DESC LIMIT 1)
         ORDER BY passed, severity, check_name, source""").collect()
     print_rows(dq, "data-quality checks (latest run)")
-    top = stack.session.sql(f"SELECT category, event_count, camera_count, ROUND(avg_confidence, 3) AS "
-                            f"avg_confidence, category_rank FROM {db}.ANALYTICS.VW_TOP_CATEGORIES "
-                            "ORDER BY category_rank").collect()
+    top = stack.session.sql(
+        f"SELECT category, event_count, camera_count, ROUND(avg_confidence, 3) AS "
+        f"avg_confidence, category_rank FROM {db}.ANALYTICS.VW_TOP_CATEGORIES "
+        "ORDER BY category_rank"
+    ).collect()
     print_rows(top, "top categories (last 7 days)")
 
 
@@ -146,8 +160,10 @@ def demo() -> None:
         stack.stop()
     if status.state != "SUCCEEDED":
         raise RuntimeError(f"graph run {status.run_id} {status.state}; see the tree above")
-    console.print(f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; "
-                  "query it with: api2snow sql -q \"SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS\"")
+    console.print(
+        f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; "
+        'query it with: api2snow sql -q "SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS"'
+    )
 
 
 @app.command()
@@ -165,8 +181,11 @@ def run() -> None:
 
 
 @app.command()
-def up(every_minutes: Annotated[float, typer.Option("--every", help="minutes between graph runs; 0: never")] = 60,
-       ) -> None:
+def up(
+    every_minutes: Annotated[
+        float, typer.Option("--every", help="minutes between graph runs; 0: never")
+    ] = 60,
+) -> None:
     """Start the local stack in the foreground until Ctrl-C, running the graph on a schedule."""
     _refuse_if_running("up")
     stack = _start_stack()
@@ -176,8 +195,10 @@ def up(every_minutes: Annotated[float, typer.Option("--every", help="minutes bet
     try:
         console.print(f"mock APIs: {stack.mock_apis.urls}")
         console.print(f"local S3:  {stack.s3.endpoint_url} (bucket {stack.project.env['bucket']})")
-        console.print(f"warehouse: fakesnow on {stack.warehouse.host}:{stack.warehouse.port}, "
-                      f"files in {stack.warehouse.db_path}")
+        console.print(
+            f"warehouse: fakesnow on {stack.warehouse.host}:{stack.warehouse.port}, "
+            f"files in {stack.warehouse.db_path}"
+        )
         console.print("api2snow sql / status work from another terminal; Ctrl-C stops the stack")
         while True:
             if every_minutes > 0:
@@ -207,8 +228,10 @@ def status(fmt: FormatOption = "table") -> None:
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Option("--query", "-q", help="SQL to run on the local warehouse")],
-        fmt: FormatOption = "table") -> None:
+def sql(
+    query: Annotated[str, typer.Option("--query", "-q", help="SQL to run on the local warehouse")],
+    fmt: FormatOption = "table",
+) -> None:
     """Query the local warehouse, like `snow sql -q`."""
     with _warehouse_session() as session:
         rows = session.sql(query).collect()

@@ -15,8 +15,13 @@ from .history import GraphRunStatus
 
 console = Console()
 err_console = Console(stderr=True)
-STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "EXECUTING": "cyan",
-               "NOT_RUN": "dim"}
+STATE_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "EXECUTING": "cyan",
+    "NOT_RUN": "dim",
+}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -38,7 +43,7 @@ def print_json(data: Any) -> None:
 def print_rows(rows: list[Any], title: str | None = None) -> None:
     dicts = rows_as_dicts(rows)
     table = Table(title=title, show_lines=False)
-    for column in (dicts[0].keys() if dicts else []):
+    for column in dicts[0].keys() if dicts else []:
         table.add_column(column)
     for row in dicts:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
@@ -64,7 +69,9 @@ def print_graph(status: GraphRunStatus) -> None:
         console.print("no graph run recorded yet: run `api2snow run` (or `api2snow demo`)")
         return
     style = STATE_STYLE.get(status.state, "white")
-    tree = Tree(f"graph run {status.run_id} [{style}]{status.state}[/{style}] (scheduled {status.scheduled_time})")
+    tree = Tree(
+        f"graph run {status.run_id} [{style}]{status.state}[/{style}] (scheduled {status.scheduled_time})"
+    )
     nodes: dict[str, Tree] = {}
     for task in status.tasks:
         parent = nodes.get(task.after[0]) if task.after else None

@@ -31,8 +31,12 @@ class GraphRunStatus:
     tasks: list[TaskStatus]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "state": self.state, "scheduled_time": self.scheduled_time,
-                "tasks": [asdict(t) for t in self.tasks]}
+        return {
+            "run_id": self.run_id,
+            "state": self.state,
+            "scheduled_time": self.scheduled_time,
+            "tasks": [asdict(t) for t in self.tasks],
+        }
 
 
 def latest_run_rows(session: Any, history_source: str) -> list[Any]:
@@ -60,19 +64,30 @@ def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
         duration = None
         if row is not None and row["QUERY_START_TIME"] and row["COMPLETED_TIME"]:
             duration = round((row["COMPLETED_TIME"] - row["QUERY_START_TIME"]).total_seconds(), 3)
-        tasks.append(TaskStatus(
-            name=task.short_name,
-            state=row["STATE"] if row is not None else "NOT_RUN",
-            duration_s=duration,
-            return_value=row["RETURN_VALUE"] if row is not None else None,
-            error=row["ERROR_MESSAGE"] if row is not None else None,
-            attempt=int(row["ATTEMPT_NUMBER"]) if row is not None else 0,
-            after=[a.rsplit(".", 1)[-1] for a in task.after] or (
-                [task.finalize.rsplit(".", 1)[-1]] if task.finalize else []),
-        ))
+        tasks.append(
+            TaskStatus(
+                name=task.short_name,
+                state=row["STATE"] if row is not None else "NOT_RUN",
+                duration_s=duration,
+                return_value=row["RETURN_VALUE"] if row is not None else None,
+                error=row["ERROR_MESSAGE"] if row is not None else None,
+                attempt=int(row["ATTEMPT_NUMBER"]) if row is not None else 0,
+                after=[a.rsplit(".", 1)[-1] for a in task.after]
+                or ([task.finalize.rsplit(".", 1)[-1]] if task.finalize else []),
+            )
+        )
     states = {t.state for t in tasks}
-    state = "NO_RUNS" if not rows else ("FAILED" if states & {"FAILED", "CANCELLED"} else
-                                        "SUCCEEDED" if states == {"SUCCEEDED"} else "EXECUTING")
+    state = (
+        "NO_RUNS"
+        if not rows
+        else (
+            "FAILED"
+            if states & {"FAILED", "CANCELLED"}
+            else "SUCCEEDED"
+            if states == {"SUCCEEDED"}
+            else "EXECUTING"
+        )
+    )
     first = rows[0] if rows else None
     return GraphRunStatus(
         run_id=first["GRAPH_RUN_GROUP_ID"] if first else None,

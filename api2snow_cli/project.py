@@ -25,7 +25,7 @@ class ProjectError(Exception):
 
 
 def render(text: str, env: dict[str, str], origin: str = "template") -> str:
-    """Fill `<% ctx.env.x %>` and `<% x %>` like `snow sql -f`; an undefined variable is an error there too."""
+    """Fill `<% ctx.env.x %>` and `<% x %>` like `snow sql -f`; an undefined variable is an error."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -146,6 +146,7 @@ class BenchPlatform:
 
     def aws_credentials(self, key: str) -> Any:
         from api2snow.platform import AwsCredentials
+
         from api2snow_cli.local.s3 import LOCAL_AWS_KEY, LOCAL_AWS_SECRET
 
         return AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET)

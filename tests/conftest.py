@@ -21,8 +21,14 @@ def start_stack(home: Path, **mock_overrides):
     from api2snow_cli.local.stack import LocalStack, StackOptions
 
     anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    mock = MockApiConfig(seed=7, anchor=anchor, clock_start=anchor + timedelta(minutes=30),
-                         follow_real_time=False, history_hours=12, **mock_overrides)
+    mock = MockApiConfig(
+        seed=7,
+        anchor=anchor,
+        clock_start=anchor + timedelta(minutes=30),
+        follow_real_time=False,
+        history_hours=12,
+        **mock_overrides,
+    )
     return LocalStack(StackOptions(home=home, mock=mock)).start()
 
 

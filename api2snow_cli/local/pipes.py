@@ -130,13 +130,17 @@ class LocalPipeLoader:
             done = self._loaded_files(pipe)
             loaded = []
             for key in self._list(bucket, base + prefix):
-                file_name = key[len(stage_root):]  # METADATA$FILENAME is relative to the stage
+                file_name = key[len(stage_root) :]  # METADATA$FILENAME is relative to the stage
                 if file_name in done or (pipe.pattern and not re.fullmatch(pipe.pattern, file_name)):
                     continue
                 rows = self._load_file(pipe, bucket, key, file_name)
                 loaded.append({"file": file_name, "rows": rows})
-        return {"pipe": pipe.name, "prefix": prefix, "files_loaded": len(loaded),
-                "rows_loaded": sum(f["rows"] for f in loaded)}
+        return {
+            "pipe": pipe.name,
+            "prefix": prefix,
+            "files_loaded": len(loaded),
+            "rows_loaded": sum(f["rows"] for f in loaded),
+        }
 
     def _list(self, bucket: str, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -151,7 +155,7 @@ class LocalPipeLoader:
         columns = ", ".join(pipe.columns)
         select = pipe.select_over_landing()
         for start in range(0, len(lines), INSERT_CHUNK_ROWS):
-            chunk = lines[start:start + INSERT_CHUNK_ROWS]
+            chunk = lines[start : start + INSERT_CHUNK_ROWS]
             values = ", ".join("(?, ?, ?)" for _ in chunk)
             params: list[Any] = []
             for offset, line in enumerate(chunk, start=start + 1):

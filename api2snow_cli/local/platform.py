@@ -41,7 +41,9 @@ class LocalPlatform:
             raise PlatformError(f"secret {key!r} read outside a procedure call")
         object_name = call.procedure.secrets.get(key)
         if object_name is None:
-            raise PlatformError(f"procedure {call.procedure.name} does not declare secret {key!r} in snowflake.yml")
+            raise PlatformError(
+                f"procedure {call.procedure.name} does not declare secret {key!r} in snowflake.yml"
+            )
         value = self._secrets.get(object_name.upper())
         if value is None:
             raise PlatformError(f"secret object {object_name} does not exist in the local stack")

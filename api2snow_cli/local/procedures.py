@@ -80,9 +80,11 @@ def parse_call(statement: str) -> tuple[str, list[Any]]:
     if not match:
         raise ProcedureCallError(f"not a CALL statement: {statement[:80]!r}")
     args_sql = match.group("args").strip()
-    args = [] if not args_sql else [
-        _literal(e) for e in sqlglot.parse_one(f"SELECT {args_sql}", read="snowflake").expressions
-    ]
+    args = (
+        []
+        if not args_sql
+        else [_literal(e) for e in sqlglot.parse_one(f"SELECT {args_sql}", read="snowflake").expressions]
+    )
     return match.group("name").replace('"', "").upper(), args
 
 
@@ -112,7 +114,9 @@ class ProcedureDispatcher:
             if index < len(args):
                 bound.append(_coerce(args[index], argument.type))
             elif argument.default is not None:
-                bound.append(_coerce(_literal(sqlglot.parse_one(argument.default, read="snowflake")), argument.type))
+                bound.append(
+                    _coerce(_literal(sqlglot.parse_one(argument.default, read="snowflake")), argument.type)
+                )
             else:
                 raise ProcedureCallError(f"{proc.name}: missing argument {argument.name}")
         return bound

@@ -34,8 +34,11 @@ class LocalS3:
 
     def client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-            aws_access_key_id=LOCAL_AWS_KEY, aws_secret_access_key=LOCAL_AWS_SECRET,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=LOCAL_AWS_KEY,
+            aws_secret_access_key=LOCAL_AWS_SECRET,
             config=Config(request_checksum_calculation="when_required"),
         )
 
@@ -50,8 +53,12 @@ class LocalS3:
         client = self.client()
         count = 0
         for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []:
-            client.put_object(Bucket=bucket, Key=path.relative_to(folder).as_posix(), Body=path.read_bytes(),
-                              ServerSideEncryption="AES256")
+            client.put_object(
+                Bucket=bucket,
+                Key=path.relative_to(folder).as_posix(),
+                Body=path.read_bytes(),
+                ServerSideEncryption="AES256",
+            )
             count += 1
         return count
 

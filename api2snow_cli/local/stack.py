@@ -26,18 +26,39 @@ from .pipes import LocalPipeLoader, is_pipe_statement
 from .platform import LocalPlatform, set_run_context
 from .procedures import ProcedureDispatcher, is_call_statement
 from .s3 import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LocalS3
-from .tasks import TASK_HISTORY_DDL, RunContext, TaskDefinition, TaskGraph, TaskGraphRunner, TaskRun, parse_task
-from .tasks import is_task_statement
+from .tasks import (
+    TASK_HISTORY_DDL,
+    RunContext,
+    TaskDefinition,
+    TaskGraph,
+    TaskGraphRunner,
+    TaskRun,
+    is_task_statement,
+    parse_task,
+)
 from .warehouse import LocalWarehouse
 
 log = logging.getLogger(__name__)
 
 # Statements of account-level objects that the local warehouse does not emulate (validated by parsing).
 NOT_EMULATED = (
-    "GRANT", "REVOKE", "CREATE ROLE", "CREATE WAREHOUSE", "CREATE OR REPLACE WAREHOUSE", "CREATE SECRET",
-    "CREATE OR REPLACE SECRET", "CREATE NETWORK RULE", "CREATE OR REPLACE NETWORK RULE", "CREATE SECURITY",
-    "CREATE OR REPLACE SECURITY", "CREATE EXTERNAL ACCESS", "CREATE OR REPLACE EXTERNAL ACCESS",
-    "CREATE STORAGE INTEGRATION", "CREATE OR REPLACE STORAGE INTEGRATION", "USE ROLE", "ALTER TASK",
+    "GRANT",
+    "REVOKE",
+    "CREATE ROLE",
+    "CREATE WAREHOUSE",
+    "CREATE OR REPLACE WAREHOUSE",
+    "CREATE SECRET",
+    "CREATE OR REPLACE SECRET",
+    "CREATE NETWORK RULE",
+    "CREATE OR REPLACE NETWORK RULE",
+    "CREATE SECURITY",
+    "CREATE OR REPLACE SECURITY",
+    "CREATE EXTERNAL ACCESS",
+    "CREATE OR REPLACE EXTERNAL ACCESS",
+    "CREATE STORAGE INTEGRATION",
+    "CREATE OR REPLACE STORAGE INTEGRATION",
+    "USE ROLE",
+    "ALTER TASK",
     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE",
 )
 
@@ -85,11 +106,17 @@ class LocalStack:
         urls = self.mock_apis.start()
         progress("starting local S3 (moto)")
         self.s3.start()
-        self.project = Project.load(self.options.project_root, {
-            "env_name": "local", "s3_endpoint_url": self.s3.endpoint_url,
-            "api_a_base_url": urls["api_a"], "api_b_base_url": urls["api_b"], "api_c_base_url": urls["api_c"],
-            **self.options.env_overrides,
-        })
+        self.project = Project.load(
+            self.options.project_root,
+            {
+                "env_name": "local",
+                "s3_endpoint_url": self.s3.endpoint_url,
+                "api_a_base_url": urls["api_a"],
+                "api_b_base_url": urls["api_b"],
+                "api_c_base_url": urls["api_c"],
+                **self.options.env_overrides,
+            },
+        )
         self.s3.ensure_bucket(self.project.env["bucket"])
         self.s3.restore(self.project.env["bucket"], home / "s3")
         progress("starting local warehouse (fakesnow)")
@@ -123,8 +150,12 @@ class LocalStack:
         else:  # the data set is anchored once per local home, so it stays the same across runs
             anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
             state_file.write_text(json.dumps({"anchor": anchor.isoformat(), "seed": self.options.seed}))
-        return MockApiConfig(seed=self.options.seed, anchor=anchor, clock_start=datetime.now(UTC),
-                             credentials=self.options.credentials)
+        return MockApiConfig(
+            seed=self.options.seed,
+            anchor=anchor,
+            clock_start=datetime.now(UTC),
+            credentials=self.options.credentials,
+        )
 
     def _secrets(self) -> dict[str, Any]:
         """Local values for the SECRET objects that snowflake.yml names (external_access/ creates them)."""
@@ -192,7 +223,9 @@ class LocalStack:
     def run_graph(self, on_event: Callable[[TaskRun], None] | None = None) -> tuple[str, list[TaskRun]]:
         """One run of the task graph, like EXECUTE TASK on the root."""
         assert self.graph is not None, "stack not started"
-        runner = TaskGraphRunner(self.graph, self.session, self.database, self._execute_task, on_event=on_event)
+        runner = TaskGraphRunner(
+            self.graph, self.session, self.database, self._execute_task, on_event=on_event
+        )
         return runner.run()
 
     def call(self, statement: str) -> str:

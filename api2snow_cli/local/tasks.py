@@ -74,11 +74,13 @@ def parse_task(statement: str) -> TaskDefinition:
     texts = [t.text for t in toks]
     upper = [t.upper() for t in texts]
     try:
-        as_index = next(i for i, t in enumerate(toks) if upper[i] == "AS" and t.token_type == tokens.TokenType.ALIAS)
+        as_index = next(
+            i for i, t in enumerate(toks) if upper[i] == "AS" and t.token_type == tokens.TokenType.ALIAS
+        )
     except StopIteration:
         raise TaskGraphError(f"task statement has no AS <body>: {statement[:80]!r}") from None
     name, i = _qualified_name(texts, upper.index("TASK") + 1)
-    task = TaskDefinition(name=name, body=statement[toks[as_index].end + 1:].strip())
+    task = TaskDefinition(name=name, body=statement[toks[as_index].end + 1 :].strip())
     while i < as_index:
         word = upper[i]
         if word == "AFTER":
@@ -180,8 +182,15 @@ class RunContext:
 class TaskGraphRunner:
     """Runs one graph run with `execute(task, context)` and records it in TASK_HISTORY."""
 
-    def __init__(self, graph: TaskGraph, session: Any, database: str, execute: Execute,
-                 max_parallel: int = 4, on_event: Callable[[TaskRun], None] | None = None) -> None:
+    def __init__(
+        self,
+        graph: TaskGraph,
+        session: Any,
+        database: str,
+        execute: Execute,
+        max_parallel: int = 4,
+        on_event: Callable[[TaskRun], None] | None = None,
+    ) -> None:
         self.graph = graph
         self.session = session
         self.database = database
@@ -248,13 +257,22 @@ class TaskGraphRunner:
                 f"INSERT INTO {self.database}.OPS.TASK_HISTORY (name, database_name, schema_name, state, "
                 "scheduled_time, query_start_time, completed_time, return_value, error_code, error_message, "
                 "graph_run_group_id, root_task_name, attempt_number) "
-                "SELECT ?, ?, ?, ?, CAST(? AS TIMESTAMP_LTZ), CAST(? AS TIMESTAMP_LTZ), CAST(? AS TIMESTAMP_LTZ), ?, ?, ?, ?, ?, ?",
+                "SELECT ?, ?, ?, ?, CAST(? AS TIMESTAMP_LTZ), CAST(? AS TIMESTAMP_LTZ), "
+                "CAST(? AS TIMESTAMP_LTZ), ?, ?, ?, ?, ?, ?",
                 params=[
-                    name, database, schema, run.state, scheduled.isoformat(),
+                    name,
+                    database,
+                    schema,
+                    run.state,
+                    scheduled.isoformat(),
                     run.started.isoformat() if run.started else None,
                     run.completed.isoformat() if run.completed else None,
-                    run.return_value, "100500" if run.state == "FAILED" else None, run.error,
-                    run_id, self.graph.root.short_name, run.attempt,
+                    run.return_value,
+                    "100500" if run.state == "FAILED" else None,
+                    run.error,
+                    run_id,
+                    self.graph.root.short_name,
+                    run.attempt,
                 ],
             ).collect()
 

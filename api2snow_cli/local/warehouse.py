@@ -62,8 +62,13 @@ class LocalWarehouse:
 
         self.db_path.mkdir(parents=True, exist_ok=True)
         self.port = _free_port(self.host)
-        config = uvicorn.Config(SerializedQueries(fakesnow.server.app), host=self.host, port=self.port,
-                                log_level="error", lifespan="off")
+        config = uvicorn.Config(
+            SerializedQueries(fakesnow.server.app),
+            host=self.host,
+            port=self.port,
+            log_level="error",
+            lifespan="off",
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fakesnow", daemon=True)
         self._thread.start()
@@ -77,8 +82,15 @@ class LocalWarehouse:
 
     def connection_parameters(self) -> dict[str, Any]:
         return {
-            "user": "fake", "password": "snow", "account": "fakesnow", "host": self.host, "port": self.port,
-            "protocol": "http", "database": self.database, "schema": "OPS", "network_timeout": 30,
+            "user": "fake",
+            "password": "snow",
+            "account": "fakesnow",
+            "host": self.host,
+            "port": self.port,
+            "protocol": "http",
+            "database": self.database,
+            "schema": "OPS",
+            "network_timeout": 30,
             "session_parameters": {
                 "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
                 "FAKESNOW_DB_PATH": str(self.db_path),

@@ -47,7 +47,9 @@ def s3_client(platform: Platform, settings: Settings) -> Any:
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
         aws_session_token=creds.session_token,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, request_checksum_calculation="when_required"),
+        config=Config(
+            retries={"max_attempts": 5, "mode": "standard"}, request_checksum_calculation="when_required"
+        ),
     )
 
 
@@ -73,11 +75,19 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
 
     existing = ledger.batch_status(session, settings, batch_id)
     if existing in (ledger.STAGED, ledger.LOADED):
-        log.info("batch %s of %s is already %s; not fetching the window again", batch_id, source.name, existing)
+        log.info(
+            "batch %s of %s is already %s; not fetching the window again", batch_id, source.name, existing
+        )
         return {**summary, "status": existing, "skipped": "window already staged"}
 
     ledger.start_batch(
-        session, settings, batch_id, source.name, platform.run_id(session), since, now,
+        session,
+        settings,
+        batch_id,
+        source.name,
+        platform.run_id(session),
+        since,
+        now,
         partition_prefix(source.name, now),
     )
     try:
@@ -87,23 +97,39 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         raise
     ledger.finish_staging(session, settings, batch_id, counts, max_updated, manifest, stats)
     return {
-        **summary, "status": ledger.STAGED, **counts, "parts": len(manifest["parts"]),
-        "max_updated_at": max_updated, "requests": stats.get("requests", 0),
-        "retries": stats.get("retries", 0), "throttled_429": stats.get("throttled_429", 0),
+        **summary,
+        "status": ledger.STAGED,
+        **counts,
+        "parts": len(manifest["parts"]),
+        "max_updated_at": max_updated,
+        "requests": stats.get("requests", 0),
+        "retries": stats.get("retries", 0),
+        "throttled_429": stats.get("throttled_429", 0),
         "seconds": round(time.monotonic() - started, 3),
     }
 
 
 def _extract(
-    source: Source, platform: Platform, settings: Settings, since: datetime | None, batch_id: str,
+    source: Source,
+    platform: Platform,
+    settings: Settings,
+    since: datetime | None,
+    batch_id: str,
     partition_time: datetime,
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
-    processor = RecordProcessor(source.normalize, source.schema, source.id_field, source.updated_field, batch_id)
+    processor = RecordProcessor(
+        source.normalize, source.schema, source.id_field, source.updated_field, batch_id
+    )
     max_updated: str | None = None
     writer = S3BatchWriter(
-        s3_client(platform, settings), settings.get("bucket"), source.name, batch_id, partition_time,
+        s3_client(platform, settings),
+        settings.get("bucket"),
+        source.name,
+        batch_id,
+        partition_time,
         max_part_bytes=settings.get_int("part_max_mb", 64) * 1024 * 1024,
-        sse=settings.get("s3_sse", "AES256"), kms_key_id=settings.values.get("s3_kms_key_id") or None,
+        sse=settings.get("s3_sse", "AES256"),
+        kms_key_id=settings.values.get("s3_kms_key_id") or None,
     )
     with requests.Session() as http, api_client(source, platform, settings, http) as client, writer:
         for page in client.pages(source.first_request(since), source.paginator(), source.parse_page):
@@ -122,8 +148,13 @@ def _extract(
 
 
 def _manifest_dict(manifest: Any) -> dict[str, Any]:
-    return {"parts": manifest.parts, "rejects": manifest.rejects, "bucket": manifest.bucket,
-            "staged_rows": manifest.staged_rows, "rejected_rows": manifest.rejected_rows}
+    return {
+        "parts": manifest.parts,
+        "rejects": manifest.rejects,
+        "bucket": manifest.bucket,
+        "staged_rows": manifest.staged_rows,
+        "rejected_rows": manifest.rejected_rows,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

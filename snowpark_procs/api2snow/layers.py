@@ -30,8 +30,14 @@ def table_columns(session: Any, qualified_table: str) -> list[str]:
     return [row["name"].upper() for row in rows]
 
 
-def merge_statement(target: str, source_query: str, keys: list[str], columns: list[str],
-                    stamp_column: str, update_condition: str | None = None) -> str:
+def merge_statement(
+    target: str,
+    source_query: str,
+    keys: list[str],
+    columns: list[str],
+    stamp_column: str,
+    update_condition: str | None = None,
+) -> str:
     """A MERGE that upserts `source_query` into `target` on `keys`, stamping `stamp_column` with now."""
     payload = [c for c in columns if c != stamp_column]
     on = " AND ".join(f"tgt.{k} = src.{k}" for k in keys)
@@ -61,7 +67,11 @@ def merge_loaded_batches(session: Any, settings: Settings, target: CleanTarget, 
         f"ORDER BY {target.version} DESC, file_name DESC, file_row_number DESC) = 1"
     )
     statement = merge_statement(
-        table, latest, [target.key], columns, "MERGED_AT",
+        table,
+        latest,
+        [target.key],
+        columns,
+        "MERGED_AT",
         update_condition=f"src.{target.version} > tgt.{target.version}",
     )
     rows = session.sql(statement).collect()

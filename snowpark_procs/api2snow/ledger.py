@@ -39,8 +39,10 @@ def read_watermark(session: Any, settings: Settings, source: str) -> datetime | 
 def advance_watermark(session: Any, settings: Settings, source: str, value: datetime, batch_id: str) -> None:
     """Move the watermark forward, never back (a late, older batch must not rewind it)."""
     session.sql(
-        f"""MERGE INTO {settings.table('OPS.WATERMARKS')} AS wm
-        USING (SELECT CAST(? AS STRING) AS src, CAST(? AS TIMESTAMP_NTZ) AS new_wm, CAST(? AS STRING) AS bid) AS incoming
+        f"""MERGE INTO {settings.table("OPS.WATERMARKS")} AS wm
+        USING (
+            SELECT CAST(? AS STRING) AS src, CAST(? AS TIMESTAMP_NTZ) AS new_wm, CAST(? AS STRING) AS bid
+        ) AS incoming
             ON wm.source = incoming.src
         WHEN MATCHED AND (wm.watermark IS NULL OR incoming.new_wm > wm.watermark) THEN UPDATE SET
             wm.watermark = incoming.new_wm, wm.batch_id = incoming.bid,
@@ -59,8 +61,14 @@ def batch_status(session: Any, settings: Settings, batch_id: str) -> str | None:
 
 
 def start_batch(
-    session: Any, settings: Settings, batch_id: str, source: str, run_id: str,
-    window_start: datetime | None, window_end: datetime, partition_prefix: str,
+    session: Any,
+    settings: Settings,
+    batch_id: str,
+    source: str,
+    run_id: str,
+    window_start: datetime | None,
+    window_end: datetime,
+    partition_prefix: str,
 ) -> None:
     """Open (or re-open, for a retried window) the ledger row of a batch."""
     table = settings.table("OPS.BATCH_LEDGER")
@@ -68,28 +76,43 @@ def start_batch(
     session.sql(
         f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
             status, started_at)
-        SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
+        SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED',
+            CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
         params=[
-            batch_id, source, run_id,
+            batch_id,
+            source,
+            run_id,
             window_start.isoformat(sep=" ") if window_start else None,
-            window_end.isoformat(sep=" "), partition_prefix,
+            window_end.isoformat(sep=" "),
+            partition_prefix,
         ],
     ).collect()
 
 
 def finish_staging(
-    session: Any, settings: Settings, batch_id: str, counts: dict[str, int],
-    max_updated_at: str | None, manifest: dict[str, Any], http_stats: dict[str, Any],
+    session: Any,
+    settings: Settings,
+    batch_id: str,
+    counts: dict[str, int],
+    max_updated_at: str | None,
+    manifest: dict[str, Any],
+    http_stats: dict[str, Any],
 ) -> None:
     session.sql(
-        f"""UPDATE {settings.table('OPS.BATCH_LEDGER')} SET
+        f"""UPDATE {settings.table("OPS.BATCH_LEDGER")} SET
             status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
             max_updated_at = CAST(? AS TIMESTAMP_NTZ), manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
             staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
         WHERE batch_id = ?""",
         params=[
-            counts["fetched"], counts["staged"], counts["rejected"], counts["duplicates"],
-            len(manifest.get("parts", [])), max_updated_at, json.dumps(manifest), json.dumps(http_stats),
+            counts["fetched"],
+            counts["staged"],
+            counts["rejected"],
+            counts["duplicates"],
+            len(manifest.get("parts", [])),
+            max_updated_at,
+            json.dumps(manifest),
+            json.dumps(http_stats),
             batch_id,
         ],
     ).collect()
@@ -97,7 +120,8 @@ def finish_staging(
 
 def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) -> None:
     session.sql(
-        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = 'FAILED', error_message = ? WHERE batch_id = ?",
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = 'FAILED', error_message = ? "
+        "WHERE batch_id = ?",
         params=[message[:2000], batch_id],
     ).collect()
 
@@ -127,9 +151,13 @@ def batches(session: Any, settings: Settings, status: str, source: str | None = 
     rows = session.sql(query + " ORDER BY started_at, batch_id", params=params).collect()
     return [
         BatchRecord(
-            batch_id=row["BATCH_ID"], source=row["SOURCE"], status=row["STATUS"],
-            staged=int(row["STAGED"] or 0), rejected=int(row["REJECTED"] or 0),
-            max_updated_at=row["MAX_UPDATED_AT"], manifest=json.loads(row["MANIFEST"] or "{}"),
+            batch_id=row["BATCH_ID"],
+            source=row["SOURCE"],
+            status=row["STATUS"],
+            staged=int(row["STAGED"] or 0),
+            rejected=int(row["REJECTED"] or 0),
+            max_updated_at=row["MAX_UPDATED_AT"],
+            manifest=json.loads(row["MANIFEST"] or "{}"),
         )
         for row in rows
     ]

@@ -30,7 +30,7 @@ class LoadTimeout(RuntimeError):
 def _batch_prefix(key: str, root: str) -> str:
     """The refresh PREFIX of a staged file: its folder relative to the pipe's stage path `root`."""
     folder = posixpath.dirname(key) + "/"
-    return folder[len(root):] if folder.startswith(root) else folder
+    return folder[len(root) :] if folder.startswith(root) else folder
 
 
 def refresh(session: Any, platform: Platform, settings: Settings, source_name: str) -> dict[str, Any]:
@@ -38,7 +38,9 @@ def refresh(session: Any, platform: Platform, settings: Settings, source_name: s
     source = get_source(source_name)
     queued = []
     for batch in ledger.batches(session, settings, ledger.STAGED, source.name):
-        prefixes = {_batch_prefix(p["key"], f"source={source.name}/") for p in batch.manifest.get("parts", [])}
+        prefixes = {
+            _batch_prefix(p["key"], f"source={source.name}/") for p in batch.manifest.get("parts", [])
+        }
         for prefix in sorted(prefixes):
             platform.refresh_pipe(session, settings.table(source.pipe), prefix)
         reject_prefixes = {_batch_prefix(r["key"], "_rejects/") for r in batch.manifest.get("rejects", [])}
@@ -60,8 +62,10 @@ def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> list[
     """Staged files of the batch whose rows are not (all) in RAW yet; [] when the batch is fully loaded."""
     source = get_source(batch.source)
     missing = []
-    checks = ((settings.table(source.raw_table), batch.manifest.get("parts", [])),
-              (settings.table(REJECTS_TABLE), batch.manifest.get("rejects", [])))
+    checks = (
+        (settings.table(source.raw_table), batch.manifest.get("parts", [])),
+        (settings.table(REJECTS_TABLE), batch.manifest.get("rejects", [])),
+    )
     for table, files in checks:
         if not files:
             continue
@@ -71,7 +75,10 @@ def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> list[
 
 
 def wait_for_load(
-    session: Any, settings: Settings, timeout_s: float, poll_s: float = 5.0,
+    session: Any,
+    settings: Settings,
+    timeout_s: float,
+    poll_s: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Block until every STAGED batch is fully in RAW; mark them LOADED and advance the watermarks."""
@@ -91,7 +98,8 @@ def wait_for_load(
             return {"batches_loaded": len(loaded), "batch_ids": loaded}
         if time.monotonic() >= deadline:
             detail = "; ".join(
-                f"{b.source} batch {b.batch_id}: {len(missing_parts(session, settings, b))} part(s) not loaded"
+                f"{b.source} batch {b.batch_id}: "
+                f"{len(missing_parts(session, settings, b))} part(s) not loaded"
                 for b in pending
             )
             raise LoadTimeout(f"Snowpipe did not load every staged part within {timeout_s:.0f}s: {detail}")

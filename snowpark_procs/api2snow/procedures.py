@@ -57,9 +57,13 @@ def build_clean(session: Any) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for source in SOURCES.values():
             batch_ids = [b.batch_id for b in ledger.batches(session, settings, ledger.LOADED, source.name)]
-            target = layers.CleanTarget(source.name, source.staging_view, source.clean_table, source.clean_key)
-            merged[source.name] = {"batches": len(batch_ids),
-                                   "rows_merged": layers.merge_loaded_batches(session, settings, target, batch_ids)}
+            target = layers.CleanTarget(
+                source.name, source.staging_view, source.clean_table, source.clean_key
+            )
+            merged[source.name] = {
+                "batches": len(batch_ids),
+                "rows_merged": layers.merge_loaded_batches(session, settings, target, batch_ids),
+            }
             ledger.set_status(session, settings, batch_ids, ledger.MERGED)
         return {"merged": merged}
 

@@ -22,7 +22,7 @@ def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
             (run_id, check_name, source, severity, observed_value, threshold, passed, details, checked_at)
         SELECT ?, check_name, source, severity, observed_value, threshold, passed, details,
             CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
-        FROM {settings.table('ANALYTICS.VW_DQ_CHECKS')}""",
+        FROM {settings.table("ANALYTICS.VW_DQ_CHECKS")}""",
         params=[run_id],
     ).collect()
     return summarize(session, settings, run_id)
@@ -30,8 +30,7 @@ def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
 
 def latest_run_id(session: Any, settings: Settings) -> str:
     rows = session.sql(
-        f"SELECT run_id FROM {settings.table('ANALYTICS.DQ_CHECK_RESULTS')} "
-        "ORDER BY checked_at DESC LIMIT 1"
+        f"SELECT run_id FROM {settings.table('ANALYTICS.DQ_CHECK_RESULTS')} ORDER BY checked_at DESC LIMIT 1"
     ).collect()
     if not rows:
         raise DataQualityError("no data-quality results to validate: RUN_DQ has not run")

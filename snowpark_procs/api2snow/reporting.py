@@ -62,5 +62,10 @@ def record_run(session: Any, settings: Settings, run_id: str, tasks: list[dict[s
     ).collect()
     if failed:
         log.error("api2snow graph run %s FAILED: %s", run_id, first_error)
-    return {"run_id": run_id, "state": state, "tasks_succeeded": len(succeeded),
-            "tasks_failed": len(failed), "first_error": first_error}
+    return {
+        "run_id": run_id,
+        "state": state,
+        "tasks_succeeded": len(succeeded),
+        "tasks_failed": len(failed),
+        "first_error": first_error,
+    }

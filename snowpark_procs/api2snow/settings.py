@@ -44,7 +44,9 @@ class Settings:
 def current_database(session: Any) -> str:
     database = session.get_current_database()
     if not database:
-        raise ConfigError("no current database: run USE DATABASE <pipeline database> before calling the procedure")
+        raise ConfigError(
+            "no current database: run USE DATABASE <pipeline database> before calling the procedure"
+        )
     return database.strip('"')
 
 

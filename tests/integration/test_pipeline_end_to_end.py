@@ -49,12 +49,18 @@ def test_camera_directory_lands_in_clean(stack, first_run):
 def test_every_layer_and_dq_have_rows(stack, first_run):
     db = stack.database
     for source in EVENT_SOURCES:
-        assert scalar(stack, f"SELECT COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY WHERE source = ?", [source]) >= 1
-        assert scalar(stack, f"SELECT SUM(event_count) FROM {db}.ANALYTICS.VW_DAILY_EVENT_COUNTS "
-                             "WHERE source = ?", [source]) == scalar(
-            stack, f"SELECT COUNT(*) FROM {db}.CLEAN.CLN_{source.upper()}_EVENTS")
+        assert (
+            scalar(stack, f"SELECT COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY WHERE source = ?", [source])
+            >= 1
+        )
+        assert scalar(
+            stack,
+            f"SELECT SUM(event_count) FROM {db}.ANALYTICS.VW_DAILY_EVENT_COUNTS WHERE source = ?",
+            [source],
+        ) == scalar(stack, f"SELECT COUNT(*) FROM {db}.CLEAN.CLN_{source.upper()}_EVENTS")
     results = stack.session.sql(
-        f"SELECT source, severity, passed FROM {db}.ANALYTICS.DQ_CHECK_RESULTS WHERE run_id = ?", params=[first_run]
+        f"SELECT source, severity, passed FROM {db}.ANALYTICS.DQ_CHECK_RESULTS WHERE run_id = ?",
+        params=[first_run],
     ).collect()
     assert {r["SOURCE"] for r in results} == {"api_a", "api_b"}
     assert len(results) == 28
@@ -64,7 +70,8 @@ def test_every_layer_and_dq_have_rows(stack, first_run):
 def test_task_history_records_the_run_like_snowflake(stack, first_run):
     rows = stack.session.sql(
         f"SELECT name, state, attempt_number, return_value, query_start_time, completed_time "
-        f"FROM {stack.database}.OPS.TASK_HISTORY WHERE graph_run_group_id = ?", params=[first_run]
+        f"FROM {stack.database}.OPS.TASK_HISTORY WHERE graph_run_group_id = ?",
+        params=[first_run],
     ).collect()
     assert {r["NAME"] for r in rows} == {t.short_name for t in stack.graph.tasks.values()}
     assert {r["STATE"] for r in rows} == {"SUCCEEDED"}
@@ -94,6 +101,8 @@ def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_r
         assert batches[source]["FETCHED"] == len(changed) > 0
         assert updated, "the data set should update some existing events within two hours"
         after = clean_versions(stack, clean_table)
-        assert {k: v[0] for k, v in after.items()} == expected_ids(stack, source, dataset.truth(source, clock.now()))
+        assert {k: v[0] for k, v in after.items()} == expected_ids(
+            stack, source, dataset.truth(source, clock.now())
+        )
         untouched = set(before[clean_table]) - set(changed)
         assert all(after[i] == before[clean_table][i] for i in untouched)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import boto3
 import pytest
-
 from api2snow.loading import LoadTimeout
 from api2snow.quality import DataQualityError
 
@@ -19,9 +18,12 @@ def faulty(tmp_path_factory):
     from api2snow_cli.local.mock_apis.faults import Faults
 
     faults = {
-        "api_a": Faults.for_api("api_a", error_rate=0.08, malformed_page_rate=0.05, invalid_record_rate=0.02,
-                                duplicate_rate=0.5),
-        "api_b": Faults.for_api("api_b", error_rate=0.3, malformed_page_rate=0.1, invalid_record_rate=0.02, duplicate_rate=0.5),
+        "api_a": Faults.for_api(
+            "api_a", error_rate=0.08, malformed_page_rate=0.05, invalid_record_rate=0.02, duplicate_rate=0.5
+        ),
+        "api_b": Faults.for_api(
+            "api_b", error_rate=0.3, malformed_page_rate=0.1, invalid_record_rate=0.02, duplicate_rate=0.5
+        ),
         "api_c": Faults.for_api("api_c"),
     }
     stack = start_stack(tmp_path_factory.mktemp("api2snow-faults"), faults=faults)
@@ -39,7 +41,9 @@ def test_faults_reconcile(faulty, source, raw_table):
     db = faulty.database
     now = faulty.mock_apis.clock.now()
     truth = expected_ids(faulty, source, faulty.mock_apis.dataset.truth(source, now))
-    invalid = set(expected_ids(faulty, source, dict.fromkeys(faulty.mock_apis.dataset.invalid_ids(source, now), now)))
+    invalid = set(
+        expected_ids(faulty, source, dict.fromkeys(faulty.mock_apis.dataset.invalid_ids(source, now), now))
+    )
     batch = batches_of_run(faulty, run_id)[source]
 
     assert invalid, "the fault switch should have broken some records"
@@ -48,12 +52,19 @@ def test_faults_reconcile(faulty, source, raw_table):
     assert batch["FETCHED"] == len(truth) + batch["DUPLICATES"]
     assert batch["REJECTED"] == len(invalid)
     assert scalar(faulty, f"SELECT COUNT(*) FROM {db}.RAW.{raw_table}") == batch["STAGED"]
-    assert scalar(faulty, f"SELECT COUNT(*) FROM {db}.RAW.REJECTED_RECORDS WHERE batch_id = ?",
-                  [batch["BATCH_ID"]]) == len(invalid)
+    assert scalar(
+        faulty, f"SELECT COUNT(*) FROM {db}.RAW.REJECTED_RECORDS WHERE batch_id = ?", [batch["BATCH_ID"]]
+    ) == len(invalid)
     clean = {r[0] for r in faulty.session.sql(f"SELECT event_id FROM {db}.CLEAN.CLN_{raw_table}").collect()}
     assert clean == set(truth) - invalid
-    assert scalar(faulty, f"SELECT batch.http_stats:retries::NUMBER FROM {db}.OPS.BATCH_LEDGER AS batch "
-                          "WHERE batch_id = ?", [batch["BATCH_ID"]]) > 0
+    assert (
+        scalar(
+            faulty,
+            f"SELECT batch.http_stats:retries::NUMBER FROM {db}.OPS.BATCH_LEDGER AS batch WHERE batch_id = ?",
+            [batch["BATCH_ID"]],
+        )
+        > 0
+    )
 
 
 def test_rejects_carry_their_reason(faulty):
@@ -67,7 +78,8 @@ def test_validate_dq_fails_on_an_error_severity_failure(faulty):
     db = faulty.database
     faulty.session.sql(
         f"INSERT INTO {db}.ANALYTICS.DQ_CHECK_RESULTS (run_id, check_name, source, severity, observed_value, "
-        "threshold, passed, details, checked_at) SELECT 'forced-failure', 'unique_event_id', 'api_a', 'error', "
+        "threshold, passed, details, checked_at) "
+        "SELECT 'forced-failure', 'unique_event_id', 'api_a', 'error', "
         "3, 0, FALSE, 'test', DATEADD('minute', 1, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)"
     ).collect()
     with pytest.raises(DataQualityError, match=r"unique_event_id\[api_a\]"):
@@ -81,8 +93,13 @@ def test_wait_for_load_times_out_with_a_clear_error_and_keeps_the_watermark(faul
     faulty.mock_apis.clock.advance(3600)
     summary = faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
     assert '"status":"STAGED"' in summary
-    s3 = boto3.client("s3", endpoint_url=faulty.s3.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id="k", aws_secret_access_key="s")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=faulty.s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
     bucket = faulty.project.env["bucket"]
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_b/")["Contents"]:
         s3.delete_object(Bucket=bucket, Key=obj["Key"])  # the staged part never reaches the pipe

@@ -40,7 +40,9 @@ class ApiB(Source):
         return PageRequest("GET", "/api/v2/detections", params=params)
 
     def paginator(self) -> Paginator:
-        return OffsetPaginator(offset_param="offset", limit_param="limit", limit=self.page_size, total_field="total")
+        return OffsetPaginator(
+            offset_param="offset", limit_param="limit", limit=self.page_size, total_field="total"
+        )
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
         payload = response.json()

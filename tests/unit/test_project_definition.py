@@ -1,0 +1,122 @@
+"""snowflake.yml is accepted by the real Snowflake CLI, and every handler it names matches its declaration."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from api2snow_cli.local.procedures import ProcedureDispatcher, is_call_statement, parse_call
+from api2snow_cli.local.tasks import graph_from_statements
+from api2snow_cli.project import PROJECT_ROOT, Project
+
+SNOW = Path(sys.executable).parent / "snow"
+ALLOWED_THIRD_PARTY = {"requests", "boto3", "botocore", "snowflake", "_snowflake"}
+OPTIONAL_FAST_PATHS = {"orjson"}
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return Project.load()
+
+
+def test_snow_snowpark_build_accepts_the_project(tmp_path):
+    for name in ("snowflake.yml", "requirements.txt"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copytree(
+        PROJECT_ROOT / "snowpark_procs",
+        tmp_path / "snowpark_procs",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    result = subprocess.run(
+        [str(SNOW), "snowpark", "build", "--skip-dependencies"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = zipfile.ZipFile(tmp_path / "snowpark_procs.zip").namelist()
+    assert "api2snow/procedures.py" in names and "api2snow/http/client.py" in names
+
+
+def test_snow_build_rejects_an_unknown_key(tmp_path):
+    shutil.copytree(
+        PROJECT_ROOT / "snowpark_procs",
+        tmp_path / "snowpark_procs",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    text = (
+        (PROJECT_ROOT / "snowflake.yml")
+        .read_text()
+        .replace(
+            "    handler: api2snow.procedures.run_dq",
+            "    handler: api2snow.procedures.run_dq\n    colour: blue",
+        )
+    )
+    (tmp_path / "snowflake.yml").write_text(text)
+    result = subprocess.run(
+        [str(SNOW), "snowpark", "build", "--skip-dependencies"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+
+
+def test_every_handler_imports_and_takes_the_declared_arguments(project):
+    procedures = project.procedures()
+    assert len(procedures) == 11
+    dispatcher = ProcedureDispatcher(procedures, session=None)
+    for proc in procedures.values():
+        params = list(inspect.signature(dispatcher.handler(proc)).parameters.values())
+        assert params[0].name == "session", proc.name
+        assert [p.name for p in params[1:]] == [a.name for a in proc.arguments], proc.name
+        for param, argument in zip(params[1:], proc.arguments, strict=True):
+            if argument.default is not None:
+                assert param.default == int(argument.default), proc.name
+
+
+def test_every_task_calls_a_declared_procedure_with_valid_arguments(project):
+    dispatcher = ProcedureDispatcher(project.procedures(), session=None)
+    graph = graph_from_statements(project.statements(PROJECT_ROOT / "sql/06_tasks.sql"))
+    calls = [task.body for task in graph.tasks.values() if is_call_statement(task.body)]
+    assert len(calls) == len(graph.tasks) - 1  # every task but the root calls a procedure
+    for call in calls:
+        name, args = parse_call(call)
+        dispatcher.bind(dispatcher.resolve(name), args)
+
+
+def test_procedure_code_imports_only_what_snowflake_offers():
+    offenders = []
+    for path in (PROJECT_ROOT / "snowpark_procs").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY or top == "api2snow":
+                    continue
+                if top in OPTIONAL_FAST_PATHS and isinstance(_parent_try(tree, node), ast.Try):
+                    continue
+                offenders.append(f"{path.relative_to(PROJECT_ROOT)}: {module}")
+    assert not offenders
+
+
+def _parent_try(tree: ast.AST, target: ast.AST) -> ast.AST | None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(child is target for child in ast.walk(node)):
+            return node
+    return None
