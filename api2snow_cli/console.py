@@ -81,4 +81,4 @@ def print_graph(status: GraphRunStatus) -> None:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)

@@ -108,7 +108,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process since it was exec'd (VmHWM, Linux).
+
+    Not `ru_maxrss`: Linux keeps the pre-exec high-water mark in it, so a child started by subprocess
+    reports at least the parent's RSS at fork time (here: the mock server with its data set).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

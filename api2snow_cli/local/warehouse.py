@@ -60,6 +60,8 @@ class LocalWarehouse:
         import uvicorn
         from snowflake.snowpark import Session
 
+        for name in ("fakesnow", "fakesnow.server", "uvicorn", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # fakesnow logs every login and failed query
         self.db_path.mkdir(parents=True, exist_ok=True)
         self.port = _free_port(self.host)
         config = uvicorn.Config(

@@ -1,0 +1,135 @@
+-- api2snow external access, the part the owner role runs: network rules and secrets in <db>.OPS.
+-- `api2snow deploy` runs it after external_access/02 part 1 (the AWS_IAM integration that AWS_S3_SECRET
+-- names must exist) and before part 2 (the external access integrations that list these rules and secrets).
+--
+-- Idempotent without replacing anything: each object is created only if absent, then brought up to date with
+-- ALTER. Replacing a rule or a secret would break the integrations and procedures that refer to it.
+--
+-- Template variables that are NOT in snowflake.yml's env block:
+--   api_a_host, api_b_host, api_c_host  host[:port] of api_*_base_url (`api2snow deploy` derives them)
+--   api_a_client_id, api_a_client_secret, api_b_key, api_c_user, api_c_password  secret values
+-- `api2snow deploy` fills the secret values from the environment variables API2SNOW_API_A_CLIENT_ID,
+-- API2SNOW_API_A_CLIENT_SECRET, API2SNOW_API_B_KEY, API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD and sends
+-- the statements on standard input; it never prints them or writes them to a file. By hand:
+-- snow sql -f external_access/01_network_rules_and_secrets.sql -D api_a_host=... -D api_a_client_id=...
+
+-- Egress to API A: one host serves both the OAuth token endpoint and the events endpoint.
+CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_NETWORK_RULE
+MODE = EGRESS
+TYPE = HOST_PORT
+VALUE_LIST = ('<% api_a_host %>')
+COMMENT = 'api2snow: API A host';
+
+-- API A's rule follows api_a_base_url when the host changes.
+ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_A_NETWORK_RULE SET
+VALUE_LIST = ('<% api_a_host %>')
+COMMENT = 'api2snow: API A host';
+
+-- Egress to API B.
+CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_B_NETWORK_RULE
+MODE = EGRESS
+TYPE = HOST_PORT
+VALUE_LIST = ('<% api_b_host %>')
+COMMENT = 'api2snow: API B host';
+
+-- API B's rule follows api_b_base_url when the host changes.
+ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_B_NETWORK_RULE SET
+VALUE_LIST = ('<% api_b_host %>')
+COMMENT = 'api2snow: API B host';
+
+-- Egress to API C (SOAP endpoint and WSDL share the host).
+CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_C_NETWORK_RULE
+MODE = EGRESS
+TYPE = HOST_PORT
+VALUE_LIST = ('<% api_c_host %>')
+COMMENT = 'api2snow: API C host';
+
+-- API C's rule follows api_c_base_url when the host changes.
+ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_C_NETWORK_RULE SET
+VALUE_LIST = ('<% api_c_host %>')
+COMMENT = 'api2snow: API C host';
+
+-- Egress to the landing bucket for boto3: the bucket's regional and global virtual-hosted names (boto3 uses
+-- the global one in us-east-1 and is redirected through it elsewhere), the regional path-style endpoint,
+-- and regional STS.
+CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.S3_NETWORK_RULE
+MODE = EGRESS
+TYPE = HOST_PORT
+VALUE_LIST = (
+    '<% ctx.env.bucket %>.s3.<% ctx.env.region %>.amazonaws.com',
+    '<% ctx.env.bucket %>.s3.amazonaws.com',
+    's3.<% ctx.env.region %>.amazonaws.com',
+    'sts.<% ctx.env.region %>.amazonaws.com'
+)
+COMMENT = 'api2snow: landing bucket and STS hosts';
+
+-- The S3 rule follows the bucket and region when they change.
+ALTER NETWORK RULE <% ctx.env.database %>.OPS.S3_NETWORK_RULE SET
+VALUE_LIST = (
+    '<% ctx.env.bucket %>.s3.<% ctx.env.region %>.amazonaws.com',
+    '<% ctx.env.bucket %>.s3.amazonaws.com',
+    's3.<% ctx.env.region %>.amazonaws.com',
+    'sts.<% ctx.env.region %>.amazonaws.com'
+)
+COMMENT = 'api2snow: landing bucket and STS hosts';
+
+-- API A's OAuth2 client credentials: client id as USERNAME, client secret as PASSWORD. INGEST_API_A reads
+-- them with get_username_password('api_a_client') and runs the client-credentials exchange itself.
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_CLIENT_SECRET
+TYPE = PASSWORD
+USERNAME = '<% api_a_client_id %>'
+PASSWORD = '<% api_a_client_secret %>'
+COMMENT = 'api2snow: API A OAuth2 client id and secret';
+
+-- Rotates API A's client credentials to the values given to this deploy.
+ALTER SECRET <% ctx.env.database %>.OPS.API_A_CLIENT_SECRET SET
+USERNAME = '<% api_a_client_id %>'
+PASSWORD = '<% api_a_client_secret %>';
+
+-- Alternative for API A (documented, not deployed): let Snowflake run the OAuth2 exchange. An admin creates
+-- the API_AUTHENTICATION integration of external_access/02 (commented there), then:
+--   CREATE SECRET IF NOT EXISTS <db>.OPS.API_A_CLIENT_SECRET
+--   TYPE = OAUTH2
+--   API_AUTHENTICATION = API2SNOW_API_A_OAUTH_INT
+--   OAUTH_SCOPES = ('events:read');
+-- and the EAI adds ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT). The handler would
+-- then read a bearer token with _snowflake.get_oauth_access_token('api_a_client'), which the platform seam
+-- does not offer yet (see docs/DEPLOY.md).
+
+-- API B's key, sent as the X-API-Key header; read with get_generic_secret_string('api_b_key').
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_B_KEY_SECRET
+TYPE = GENERIC_STRING
+SECRET_STRING = '<% api_b_key %>'
+COMMENT = 'api2snow: API B key';
+
+-- Rotates API B's key to the value given to this deploy.
+ALTER SECRET <% ctx.env.database %>.OPS.API_B_KEY_SECRET SET
+SECRET_STRING = '<% api_b_key %>';
+
+-- API C's HTTP Basic login; read with get_username_password('api_c_login').
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_C_LOGIN_SECRET
+TYPE = PASSWORD
+USERNAME = '<% api_c_user %>'
+PASSWORD = '<% api_c_password %>'
+COMMENT = 'api2snow: API C user and password';
+
+-- Rotates API C's login to the values given to this deploy.
+ALTER SECRET <% ctx.env.database %>.OPS.API_C_LOGIN_SECRET SET
+USERNAME = '<% api_c_user %>'
+PASSWORD = '<% api_c_password %>';
+
+-- Short-lived AWS credentials for boto3, issued by Snowflake through the AWS_IAM security integration
+-- (external_access/02 part 1, trust policy in docs/DEPLOY.md); read with get_cloud_provider_token('aws_s3').
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.AWS_S3_SECRET
+TYPE = CLOUD_PROVIDER_TOKEN
+API_AUTHENTICATION = 'API2SNOW_AWS_IAM_INT'
+ENABLED = TRUE
+COMMENT = 'api2snow: AWS credentials for writing to the landing bucket';
+
+-- Alternative for AWS (documented, not deployed): a long-lived access key pair of an IAM user in a PASSWORD
+-- secret; the platform seam falls back to get_username_password('aws_s3') when the secret is not a token.
+--   CREATE SECRET IF NOT EXISTS <db>.OPS.AWS_S3_SECRET
+--   TYPE = PASSWORD
+--   USERNAME = '<aws access key id>'
+--   PASSWORD = '<aws secret access key>';
+-- Prefer CLOUD_PROVIDER_TOKEN: no long-lived key to rotate, and the role's trust policy pins this account.

@@ -1,0 +1,60 @@
+"""The `api2snow` console script, as a user runs it: one graph run, then status and sql as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+CLI = Path(sys.executable).parent / "api2snow"
+COUNTS = """SELECT 'RAW' AS layer, COUNT(*) AS n FROM VIDEO_ANALYTICS.RAW.API_A_EVENTS
+UNION ALL SELECT 'RAW_B', COUNT(*) FROM VIDEO_ANALYTICS.RAW.API_B_EVENTS
+UNION ALL SELECT 'CLEAN', COUNT(*) FROM VIDEO_ANALYTICS.CLEAN.CLN_API_A_EVENTS
+UNION ALL SELECT 'CLEAN_B', COUNT(*) FROM VIDEO_ANALYTICS.CLEAN.CLN_API_B_EVENTS
+UNION ALL SELECT 'ANALYTICS', COUNT(*) FROM VIDEO_ANALYTICS.ANALYTICS.ANL_DAILY_SUMMARY
+UNION ALL SELECT 'DQ', COUNT(*) FROM VIDEO_ANALYTICS.ANALYTICS.DQ_CHECK_RESULTS"""
+
+
+def api2snow(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "API2SNOW_HOME": str(home)}
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("cli-home")
+    result = api2snow(home, "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return home
+
+
+def test_status_json_lists_every_task_succeeded(home):
+    result = api2snow(home, "status", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["state"] == "SUCCEEDED"
+    assert len(status["tasks"]) == 14
+    assert {t["state"] for t in status["tasks"]} == {"SUCCEEDED"}
+    for task in status["tasks"]:
+        assert {"name", "state", "duration_s", "return_value", "error"} <= task.keys()
+        assert task["duration_s"] >= 0
+
+
+def test_sql_json_shows_rows_in_every_layer(home):
+    result = api2snow(home, "sql", "-q", COUNTS, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    counts = {row["LAYER"]: row["N"] for row in json.loads(result.stdout)}
+    assert counts["RAW"] == counts["CLEAN"] > 0 and counts["RAW_B"] == counts["CLEAN_B"] > 0
+    assert counts["ANALYTICS"] > 0 and counts["DQ"] > 0
+
+
+def test_bad_sql_is_one_line_and_a_non_zero_exit(home):
+    result = api2snow(home, "sql", "-q", "SELEC 1")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
