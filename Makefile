@@ -20,10 +20,11 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/sqlfluff lint sql external_access
+	$(BIN)/sqlfluff lint sql
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint sql
 	$(BIN)/pytest -q
 
 clean:

@@ -32,21 +32,24 @@ USING (
     SELECT
         column1 AS config_key,
         column2 AS config_value
-    FROM VALUES
-    ('env_name', '<% ctx.env.env_name %>'),
-    ('bucket', '<% ctx.env.bucket %>'),
-    ('region', '<% ctx.env.region %>'),
-    ('s3_endpoint_url', '<% ctx.env.s3_endpoint_url %>'),
-    ('api_a_base_url', '<% ctx.env.api_a_base_url %>'),
-    ('api_b_base_url', '<% ctx.env.api_b_base_url %>'),
-    ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
-    ('part_max_mb', '<% ctx.env.part_max_mb %>')
+    FROM
+        VALUES
+        ('env_name', '<% ctx.env.env_name %>'),
+        ('bucket', '<% ctx.env.bucket %>'),
+        ('region', '<% ctx.env.region %>'),
+        ('s3_endpoint_url', '<% ctx.env.s3_endpoint_url %>'),
+        ('api_a_base_url', '<% ctx.env.api_a_base_url %>'),
+        ('api_b_base_url', '<% ctx.env.api_b_base_url %>'),
+        ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
+        ('part_max_mb', '<% ctx.env.part_max_mb %>')
 ) AS incoming
     ON cfg.config_key = incoming.config_key
-WHEN MATCHED THEN UPDATE SET
-    cfg.config_value = incoming.config_value,
-    cfg.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
-WHEN NOT MATCHED THEN INSERT (config_key, config_value, updated_at)
+WHEN MATCHED THEN
+    UPDATE SET
+        cfg.config_value = incoming.config_value,
+        cfg.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+WHEN NOT MATCHED THEN
+    INSERT (config_key, config_value, updated_at)
     VALUES (incoming.config_key, incoming.config_value, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ);
 
 -- Per source: the highest updated_at confirmed loaded; the next extract starts after it.
@@ -57,7 +60,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.WATERMARKS (
     UPDATED_AT TIMESTAMP_NTZ
 );
 
--- One row per ingest batch: its window, counts, staged parts and status (STAGED, LOADED, MERGED, FAILED).
+-- One row per ingest batch: window, counts, parts, status (STARTED, STAGED, LOADED, MERGED or FAILED).
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
     BATCH_ID STRING NOT NULL,
     SOURCE STRING NOT NULL,

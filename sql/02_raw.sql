@@ -3,15 +3,15 @@
 
 -- Gzip JSON Lines as the ingest procedures write them.
 CREATE FILE FORMAT IF NOT EXISTS <% ctx.env.database %>.RAW.JSONL_GZ
-TYPE = JSON
-COMPRESSION = GZIP;
+    TYPE = JSON
+    COMPRESSION = GZIP;
 
 -- The landing bucket: source=<src>/dt=/hour=/batch_id=/part-NNNN.jsonl.gz, _rejects/..., _manifests/...
 CREATE STAGE IF NOT EXISTS <% ctx.env.database %>.RAW.LANDING
-URL = 's3://<% ctx.env.bucket %>/'
-STORAGE_INTEGRATION = <% ctx.env.storage_integration %>
-FILE_FORMAT = <% ctx.env.database %>.RAW.JSONL_GZ
-COMMENT = 'api2snow landing bucket';
+    URL = 's3://<% ctx.env.bucket %>/'
+    STORAGE_INTEGRATION = <% ctx.env.storage_integration %>
+    FILE_FORMAT = <% ctx.env.database %>.RAW.JSONL_GZ
+    COMMENT = 'api2snow landing bucket';
 
 -- API A events as staged: one normalised event per row.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.API_A_EVENTS (

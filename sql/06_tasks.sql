@@ -6,122 +6,122 @@
 
 -- Root: fires hourly; its CONFIG is the graph config every task can read.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.ROOT
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-SCHEDULE = '<% ctx.env.task_schedule %>'
-CONFIG = '{"env": "<% ctx.env.env_name %>", "wait_timeout_s": 900}'
-TASK_AUTO_RETRY_ATTEMPTS = 2
-SUSPEND_TASK_AFTER_NUM_FAILURES = 3
-USER_TASK_TIMEOUT_MS = 3600000
-COMMENT = 'api2snow: hourly root of the ingest graph'
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    SCHEDULE = '<% ctx.env.task_schedule %>'
+    CONFIG = '{"env": "<% ctx.env.env_name %>", "wait_timeout_s": 900}'
+    TASK_AUTO_RETRY_ATTEMPTS = 2
+    SUSPEND_TASK_AFTER_NUM_FAILURES = 3
+    USER_TASK_TIMEOUT_MS = 3600000
+    COMMENT = 'api2snow: hourly root of the ingest graph'
 AS
-SELECT 'api2snow graph run started' AS status;
+    SELECT 'api2snow graph run started' AS status;
 
 -- Pulls API A (OAuth2, cursor pages) since its watermark and stages gzip JSONL parts on S3.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_A
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-USER_TASK_TIMEOUT_MS = 1800000
-COMMENT = 'api2snow: extract API A to S3'
-AFTER <% ctx.env.database %>.PIPELINE.ROOT
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    USER_TASK_TIMEOUT_MS = 1800000
+    COMMENT = 'api2snow: extract API A to S3'
+    AFTER <% ctx.env.database %>.PIPELINE.ROOT
 AS
-CALL <% ctx.env.database %>.OPS.INGEST_API_A();
+    CALL <% ctx.env.database %>.OPS.INGEST_API_A();
 
 -- Pulls API B (API key, offset pages) since its watermark and stages gzip JSONL parts on S3.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_B
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-USER_TASK_TIMEOUT_MS = 1800000
-COMMENT = 'api2snow: extract API B to S3'
-AFTER <% ctx.env.database %>.PIPELINE.ROOT
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    USER_TASK_TIMEOUT_MS = 1800000
+    COMMENT = 'api2snow: extract API B to S3'
+    AFTER <% ctx.env.database %>.PIPELINE.ROOT
 AS
-CALL <% ctx.env.database %>.OPS.INGEST_API_B();
+    CALL <% ctx.env.database %>.OPS.INGEST_API_B();
 
 -- Pulls the camera directory from API C (SOAP) and stages it on S3.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_C
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-USER_TASK_TIMEOUT_MS = 1800000
-COMMENT = 'api2snow: extract API C (camera directory) to S3'
-AFTER <% ctx.env.database %>.PIPELINE.ROOT
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    USER_TASK_TIMEOUT_MS = 1800000
+    COMMENT = 'api2snow: extract API C (camera directory) to S3'
+    AFTER <% ctx.env.database %>.PIPELINE.ROOT
 AS
-CALL <% ctx.env.database %>.OPS.INGEST_API_C();
+    CALL <% ctx.env.database %>.OPS.INGEST_API_C();
 
 -- Queues API A's new parts for Snowpipe (ALTER PIPE ... REFRESH PREFIX).
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_A
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: refresh the API A pipe for staged batches'
-AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_A
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: refresh the API A pipe for staged batches'
+    AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_A
 AS
-CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_a');
+    CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_a');
 
 -- Queues API B's new parts for Snowpipe.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_B
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: refresh the API B pipe for staged batches'
-AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_B
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: refresh the API B pipe for staged batches'
+    AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_B
 AS
-CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_b');
+    CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_b');
 
 -- Queues API C's new parts for Snowpipe.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: refresh the API C pipe for staged batches'
-AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_C
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: refresh the API C pipe for staged batches'
+    AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_C
 AS
-CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_c');
+    CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_c');
 
 -- Waits until every part of every staged batch is in RAW, then advances the watermarks.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.WAIT_FOR_LOAD
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: wait for Snowpipe to load every staged part'
-AFTER
-<% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_A,
-<% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_B,
-<% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: wait for Snowpipe to load every staged part'
+    AFTER
+    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_A,
+    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_B,
+    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C
 AS
-CALL <% ctx.env.database %>.OPS.WAIT_FOR_LOAD(900);
+    CALL <% ctx.env.database %>.OPS.WAIT_FOR_LOAD(900);
 
 -- Merges loaded batches into the typed CLEAN tables.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.CLEAN
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: incremental MERGE RAW -> CLEAN'
-AFTER <% ctx.env.database %>.PIPELINE.WAIT_FOR_LOAD
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: incremental MERGE RAW -> CLEAN'
+    AFTER <% ctx.env.database %>.PIPELINE.WAIT_FOR_LOAD
 AS
-CALL <% ctx.env.database %>.OPS.BUILD_CLEAN();
+    CALL <% ctx.env.database %>.OPS.BUILD_CLEAN();
 
 -- Refreshes ANL_DAILY_SUMMARY.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.ANALYTICS
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: refresh the ANALYTICS tables'
-AFTER <% ctx.env.database %>.PIPELINE.CLEAN
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: refresh the ANALYTICS tables'
+    AFTER <% ctx.env.database %>.PIPELINE.CLEAN
 AS
-CALL <% ctx.env.database %>.OPS.BUILD_ANALYTICS();
+    CALL <% ctx.env.database %>.OPS.BUILD_ANALYTICS();
 
 -- Records every data-quality check in DQ_CHECK_RESULTS.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.DQ
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: run the data-quality checks'
-AFTER <% ctx.env.database %>.PIPELINE.ANALYTICS
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: run the data-quality checks'
+    AFTER <% ctx.env.database %>.PIPELINE.ANALYTICS
 AS
-CALL <% ctx.env.database %>.OPS.RUN_DQ();
+    CALL <% ctx.env.database %>.OPS.RUN_DQ();
 
 -- Fails the graph run when an error-severity check failed.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.VALIDATE_DQ
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: gate on error-severity data-quality failures'
-AFTER <% ctx.env.database %>.PIPELINE.DQ
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: gate on error-severity data-quality failures'
+    AFTER <% ctx.env.database %>.PIPELINE.DQ
 AS
-CALL <% ctx.env.database %>.OPS.VALIDATE_DQ();
+    CALL <% ctx.env.database %>.OPS.VALIDATE_DQ();
 
 -- Writes the run's counts and timings to OPS.PIPELINE_METRICS.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.PUBLISH_METRICS
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: publish run metrics'
-AFTER <% ctx.env.database %>.PIPELINE.VALIDATE_DQ
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: publish run metrics'
+    AFTER <% ctx.env.database %>.PIPELINE.VALIDATE_DQ
 AS
-CALL <% ctx.env.database %>.OPS.PUBLISH_METRICS();
+    CALL <% ctx.env.database %>.OPS.PUBLISH_METRICS();
 
 -- Finalizer: records the graph run in OPS.PIPELINE_RUNS and raises an alert when any task failed.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.FINALIZE
-USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
-COMMENT = 'api2snow: record the graph run, alert on failure'
-FINALIZE = <% ctx.env.database %>.PIPELINE.ROOT
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: record the graph run, alert on failure'
+    FINALIZE = <% ctx.env.database %>.PIPELINE.ROOT
 AS
-CALL <% ctx.env.database %>.OPS.FINALIZE_RUN();
+    CALL <% ctx.env.database %>.OPS.FINALIZE_RUN();
