@@ -147,37 +147,34 @@ def _summary(stack: Any) -> None:
     print_rows(top, "top categories (last 7 days)")
 
 
-@app.command()
-def demo() -> None:
-    """Start the local stack, run the task graph once over the mock APIs and print a summary."""
-    _refuse_if_running("demo")
+def _run_once(command: str, summary: bool) -> GraphRunStatus:
+    """Start the stack, run the graph once, print its tree (and the summary), stop; fail unless SUCCEEDED."""
+    _refuse_if_running(command)
     stack = _start_stack()
     try:
         status = _run_graph(stack)
         print_graph(status)
-        _summary(stack)
+        if summary:
+            _summary(stack)
     finally:
         stack.stop()
     if status.state != "SUCCEEDED":
         raise RuntimeError(f"graph run {status.run_id} {status.state}; see the tree above")
-    console.print(
-        f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; "
-        'query it with: api2snow sql -q "SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS"'
-    )
+    return status
+
+
+@app.command()
+def demo() -> None:
+    """Start the local stack, run the task graph once over the mock APIs and print a summary."""
+    status = _run_once("demo", summary=True)
+    console.print(f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; query it with: "
+                  'api2snow sql -q "SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS"')
 
 
 @app.command()
 def run() -> None:
     """Run the task graph once on the local stack (like EXECUTE TASK on the root)."""
-    _refuse_if_running("run")
-    stack = _start_stack()
-    try:
-        status = _run_graph(stack)
-        print_graph(status)
-    finally:
-        stack.stop()
-    if status.state != "SUCCEEDED":
-        raise RuntimeError(f"graph run {status.run_id} {status.state}")
+    _run_once("run", summary=False)
 
 
 @app.command()

@@ -26,49 +26,29 @@ def project() -> Project:
     return Project.load()
 
 
+def _snow_build(folder: Path, definition: str) -> subprocess.CompletedProcess:
+    """`snow snowpark build --skip-dependencies` on a copy of the project with `definition` as snowflake.yml."""
+    (folder / "snowflake.yml").write_text(definition)
+    shutil.copy(PROJECT_ROOT / "requirements.txt", folder / "requirements.txt")
+    shutil.copytree(PROJECT_ROOT / "snowpark_procs", folder / "snowpark_procs",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return subprocess.run([str(SNOW), "snowpark", "build", "--skip-dependencies"], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_snow_snowpark_build_accepts_the_project(tmp_path):
-    for name in ("snowflake.yml", "requirements.txt"):
-        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
-    shutil.copytree(
-        PROJECT_ROOT / "snowpark_procs",
-        tmp_path / "snowpark_procs",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    result = subprocess.run(
-        [str(SNOW), "snowpark", "build", "--skip-dependencies"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _snow_build(tmp_path, (PROJECT_ROOT / "snowflake.yml").read_text())
     assert result.returncode == 0, result.stdout + result.stderr
     names = zipfile.ZipFile(tmp_path / "snowpark_procs.zip").namelist()
     assert "api2snow/procedures.py" in names and "api2snow/http/client.py" in names
 
 
 def test_snow_build_rejects_an_unknown_key(tmp_path):
-    shutil.copytree(
-        PROJECT_ROOT / "snowpark_procs",
-        tmp_path / "snowpark_procs",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    text = (
-        (PROJECT_ROOT / "snowflake.yml")
-        .read_text()
-        .replace(
-            "    handler: api2snow.procedures.run_dq",
-            "    handler: api2snow.procedures.run_dq\n    colour: blue",
-        )
-    )
-    (tmp_path / "snowflake.yml").write_text(text)
-    result = subprocess.run(
-        [str(SNOW), "snowpark", "build", "--skip-dependencies"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    handler = "    handler: api2snow.procedures.run_dq"
+    definition = (PROJECT_ROOT / "snowflake.yml").read_text().replace(handler, handler + "\n    colour: blue")
+    result = _snow_build(tmp_path, definition)
     assert result.returncode == 1
+    assert "colour" in result.stdout + result.stderr
 
 
 def test_every_handler_imports_and_takes_the_declared_arguments(project):
