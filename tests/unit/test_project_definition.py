@@ -27,7 +27,7 @@ def project() -> Project:
 
 
 def _snow_build(folder: Path, definition: str) -> subprocess.CompletedProcess:
-    """`snow snowpark build --skip-dependencies` on a copy of the project with `definition` as snowflake.yml."""
+    """`snow snowpark build --skip-dependencies` on a project copy with `definition` as snowflake.yml."""
     (folder / "snowflake.yml").write_text(definition)
     shutil.copy(PROJECT_ROOT / "requirements.txt", folder / "requirements.txt")
     shutil.copytree(PROJECT_ROOT / "snowpark_procs", folder / "snowpark_procs",
