@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-
 from api2snow.sources import get_source
 from api2snow.sources.api_c import list_cameras_envelope, parse_list_cameras
 from api2snow.transform import EVENT_SCHEMA, validate
