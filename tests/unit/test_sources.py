@@ -13,7 +13,8 @@ from api2snow.transform import EVENT_SCHEMA, validate
 def test_api_a_normalises_offsets_to_utc_and_lowercases():
     record = get_source("api_a").normalize({
         "id": "a-00000042", "type": "Detection", "camera_id": "cam-007", "category": "Person",
-        "confidence": 0.87, "occurred_at": "2026-11-26T09:59:58.123+02:00", "updated_at": "2026-11-26T08:00:01Z",
+        "confidence": 0.87, "occurred_at": "2026-11-26T09:59:58.123+02:00",
+        "updated_at": "2026-11-26T08:00:01Z",
         "duration_ms": 1200, "attributes": {"zone": "entrance"},
     })
     assert record["occurred_at"] == "2026-11-26T07:59:58.123000"
