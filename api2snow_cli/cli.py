@@ -211,13 +211,26 @@ def up(
 
 
 @app.command()
-def status(fmt: FormatOption = "table") -> None:
+def status(
+    fmt: FormatOption = "table",
+    connection: Annotated[
+        str | None,
+        typer.Option("--connection", "-c", help="a `snow` connection: read the latest run from Snowflake's "
+                     "TASK_HISTORY instead of the local stack"),
+    ] = None,
+    env: Annotated[str, typer.Option("--env", help="with --connection: dev or prod, see deploy/envs.yml")] = (
+        "dev"
+    ),
+) -> None:
     """The latest graph run as the graph's tree: state, duration, return value and error per task."""
-    project = Project.load()
-    graph = _graph(project)
-    with _warehouse_session() as session:
-        rows = latest_run_rows(session, f"{project.env['database'].upper()}.OPS.TASK_HISTORY")
-    result = graph_run_status(rows, graph)
+    if connection:
+        result = _snowflake_status(connection, env)
+    else:
+        project = Project.load()
+        graph = _graph(project)
+        with _warehouse_session() as session:
+            rows = latest_run_rows(session, f"{project.env['database'].upper()}.OPS.TASK_HISTORY")
+        result = graph_run_status(rows, graph)
     if fmt == "json":
         print_json(result.to_dict())
     else:
@@ -245,6 +258,67 @@ def mock_apis(ctx: typer.Context) -> None:
 
     args = ["--help" if a == "--help-mock" else a for a in ctx.args]
     raise typer.Exit(mock_main(args))
+
+
+# ---- Snowflake: deploy, teardown, status --connection (api2snow_cli/deploy.py) ---------------------------
+ConnectionOption = Annotated[str, typer.Option("--connection", "-c", help="a `snow` connection name")]
+EnvOption = Annotated[str, typer.Option("--env", help="dev or prod: the overrides in deploy/envs.yml")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="print every command and rendered statement; connect to nothing")
+]
+
+
+def _snowflake_status(connection: str, env: str) -> GraphRunStatus:
+    from .deploy import load_project, remote_latest_run_rows
+
+    project = load_project(env)
+    return graph_run_status(remote_latest_run_rows(project, connection), _graph(project))
+
+
+@app.command()
+def deploy(
+    connection: ConnectionOption,
+    env: EnvOption = "dev",
+    dry_run: DryRunOption = False,
+    skip_admin: Annotated[
+        bool, typer.Option("--skip-admin", help="skip the ACCOUNTADMIN part; print what an admin must run")
+    ] = False,
+) -> None:
+    """Deploy to Snowflake with `snow`: setup, external access, procedures, layers, task graph, grants."""
+    from .deploy import build_plan, load_project, plan_header, run_plan
+
+    project = load_project(env)
+    steps = build_plan(project, env, connection, skip_admin=skip_admin, secrets_from_env=True)
+    typer.echo(plan_header(project, env, connection, dry_run))
+    run_plan(steps, dry_run=dry_run, echo=typer.echo)
+    if not dry_run:
+        database = project.env["database"].upper()
+        typer.echo(f"deployed {database}; first run: snow sql --connection {connection} "
+                   f"-q 'EXECUTE TASK {database}.PIPELINE.ROOT', then "
+                   f"api2snow status --connection {connection} --env {env}")
+
+
+@app.command()
+def teardown(
+    connection: ConnectionOption,
+    env: EnvOption = "dev",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    include_admin: Annotated[
+        bool, typer.Option("--include-admin", help="also drop the integrations and roles (ACCOUNTADMIN)")
+    ] = False,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Remove what deploy created: tasks, pipes, procedures, the database (integrations: --include-admin)."""
+    from .deploy import load_project, plan_header, run_plan, teardown_plan
+
+    project = load_project(env)
+    steps = teardown_plan(project, env, connection, include_admin=include_admin)
+    typer.echo(plan_header(project, env, connection, dry_run, what="teardown"))
+    if not dry_run and not yes:
+        extra = ", the integrations and the roles" if include_admin else ""
+        typer.confirm(f"Drop database {project.env['database'].upper()} and everything in it{extra} "
+                      f"on connection {connection}?", abort=True)
+    run_plan(steps, dry_run=dry_run, echo=typer.echo)
 
 
 def main() -> None:

@@ -1,0 +1,182 @@
+-- api2snow, the account-level part that needs ACCOUNTADMIN (CREATE ROLE, CREATE INTEGRATION, account grants,
+-- MANAGE GRANTS). Kept apart so an admin can run it once while everyone else deploys with --skip-admin.
+--
+-- Two parts, because the external access integrations (part 2) list the network rules and secrets that
+-- external_access/01 creates, and AWS_S3_SECRET in external_access/01 names the AWS_IAM integration of part 1.
+-- `api2snow deploy` runs: part 1, sql/01 setup, external_access/01, part 2, then everything else.
+--
+-- Template variable that is NOT in snowflake.yml's env block: aws_role_arn, the IAM role that the
+-- CLOUD_PROVIDER_TOKEN secret assumes (`api2snow deploy` reads it from API2SNOW_AWS_ROLE_ARN).
+-- Nothing here is replaced: integrations are created only if absent and then brought up to date with ALTER.
+-- Recreating the storage or AWS_IAM integration would change its external id and break the trust policy of
+-- its IAM role (docs/DEPLOY.md); recreating an external access integration would drop its grants.
+
+USE ROLE ACCOUNTADMIN;
+
+-- Owns every api2snow object; the procedures and tasks run as this role.
+CREATE ROLE IF NOT EXISTS <% ctx.env.owner_role %>
+COMMENT = 'api2snow: owns the pipeline objects';
+
+-- Runs and watches the task graph (EXECUTE TASK, OPERATE and MONITOR on the tasks).
+CREATE ROLE IF NOT EXISTS <% ctx.env.operator_role %>
+COMMENT = 'api2snow: runs and monitors the task graph';
+
+-- Reads ANALYTICS and calls the analyst procedures; nothing on RAW, secrets or integrations.
+CREATE ROLE IF NOT EXISTS <% ctx.env.analyst_role %>
+COMMENT = 'api2snow: reads ANALYTICS';
+
+-- The usual hierarchy: custom roles roll up to SYSADMIN, so SYSADMIN and ACCOUNTADMIN can manage the objects.
+GRANT ROLE <% ctx.env.owner_role %> TO ROLE SYSADMIN;
+
+-- The operator role rolls up to SYSADMIN too.
+GRANT ROLE <% ctx.env.operator_role %> TO ROLE SYSADMIN;
+
+-- The analyst role rolls up to SYSADMIN too.
+GRANT ROLE <% ctx.env.analyst_role %> TO ROLE SYSADMIN;
+
+-- The owner creates the pipeline's database.
+GRANT CREATE DATABASE ON ACCOUNT TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner's tasks may run: EXECUTE TASK for any task, EXECUTE MANAGED TASK for serverless ones.
+GRANT EXECUTE TASK, EXECUTE MANAGED TASK ON ACCOUNT TO ROLE <% ctx.env.owner_role %>;
+
+-- The operator may run the graph by hand (EXECUTE TASK <db>.PIPELINE.ROOT); OPERATE on the tasks is in sql/07.
+GRANT EXECUTE TASK ON ACCOUNT TO ROLE <% ctx.env.operator_role %>;
+
+-- The warehouse for deploy statements and for procedures called outside the (serverless) task graph.
+CREATE WAREHOUSE IF NOT EXISTS <% ctx.env.warehouse %>
+WAREHOUSE_SIZE = 'XSMALL'
+AUTO_SUSPEND = 60
+AUTO_RESUME = TRUE
+INITIALLY_SUSPENDED = TRUE
+COMMENT = 'api2snow: deploy and ad-hoc procedure calls';
+
+-- The owner runs deploy statements and procedures on the warehouse.
+GRANT USAGE ON WAREHOUSE <% ctx.env.warehouse %> TO ROLE <% ctx.env.owner_role %>;
+
+-- The operator queries task history and run tables on the warehouse.
+GRANT USAGE ON WAREHOUSE <% ctx.env.warehouse %> TO ROLE <% ctx.env.operator_role %>;
+
+-- Analysts query ANALYTICS on the warehouse.
+GRANT USAGE ON WAREHOUSE <% ctx.env.warehouse %> TO ROLE <% ctx.env.analyst_role %>;
+
+-- Snowflake's read access to the landing bucket, used by the RAW.LANDING stage and so by the pipes.
+-- DESC INTEGRATION gives STORAGE_AWS_IAM_USER_ARN and STORAGE_AWS_EXTERNAL_ID for the role's trust policy.
+CREATE STORAGE INTEGRATION IF NOT EXISTS <% ctx.env.storage_integration %>
+TYPE = EXTERNAL_STAGE
+STORAGE_PROVIDER = 'S3'
+ENABLED = TRUE
+STORAGE_AWS_ROLE_ARN = '<% ctx.env.storage_aws_role_arn %>'
+STORAGE_ALLOWED_LOCATIONS = ('s3://<% ctx.env.bucket %>/')
+COMMENT = 'api2snow: landing bucket for the RAW.LANDING stage';
+
+-- The storage integration follows the bucket when it changes (the external id stays the same).
+ALTER STORAGE INTEGRATION <% ctx.env.storage_integration %> SET
+STORAGE_ALLOWED_LOCATIONS = ('s3://<% ctx.env.bucket %>/');
+
+-- The owner creates the RAW.LANDING stage on the storage integration.
+GRANT USAGE ON INTEGRATION <% ctx.env.storage_integration %> TO ROLE <% ctx.env.owner_role %>;
+
+-- Snowflake assumes this IAM role to hand the ingest procedures short-lived credentials for writing to the
+-- bucket (AWS_S3_SECRET, TYPE = CLOUD_PROVIDER_TOKEN). DESC INTEGRATION gives API_AWS_IAM_USER_ARN and
+-- API_AWS_EXTERNAL_ID for the role's trust policy.
+CREATE SECURITY INTEGRATION IF NOT EXISTS API2SNOW_AWS_IAM_INT
+TYPE = API_AUTHENTICATION
+AUTH_TYPE = AWS_IAM
+AWS_ROLE_ARN = '<% aws_role_arn %>'
+ENABLED = TRUE
+COMMENT = 'api2snow: AWS credentials for the ingest procedures';
+
+-- The owner creates AWS_S3_SECRET on the AWS_IAM integration.
+GRANT USAGE ON INTEGRATION API2SNOW_AWS_IAM_INT TO ROLE <% ctx.env.owner_role %>;
+
+-- Alternative for API A (documented, not deployed): Snowflake runs the OAuth2 client-credentials exchange.
+--   CREATE SECURITY INTEGRATION IF NOT EXISTS API2SNOW_API_A_OAUTH_INT
+--   TYPE = API_AUTHENTICATION
+--   AUTH_TYPE = OAUTH2
+--   ENABLED = TRUE
+--   OAUTH_TOKEN_ENDPOINT = '<api_a_base_url>/oauth/token'
+--   OAUTH_CLIENT_AUTH_METHOD = CLIENT_SECRET_POST
+--   OAUTH_CLIENT_ID = '<client id>'
+--   OAUTH_CLIENT_SECRET = '<client secret>'
+--   OAUTH_GRANT = 'CLIENT_CREDENTIALS'
+--   OAUTH_ALLOWED_SCOPES = ('events:read');
+--   GRANT USAGE ON INTEGRATION API2SNOW_API_A_OAUTH_INT TO ROLE <owner role>;
+-- With it, API_A_CLIENT_SECRET becomes TYPE = OAUTH2 (external_access/01) and API2SNOW_API_A_EAI adds
+-- ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT).
+
+-- PART 2: external access integrations and future grants. They need the network rules and secrets of
+-- external_access/01 and the ANALYTICS schema of sql/01, so `api2snow deploy` runs this part after them.
+
+USE ROLE ACCOUNTADMIN;
+
+-- What INGEST_API_A may reach: API A's host, with its client credentials.
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_A_EAI
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
+ENABLED = TRUE
+COMMENT = 'api2snow: API A for INGEST_API_A';
+
+-- Keeps API A's integration pointed at this database's rule and secret, without replacing it.
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_A_EAI SET
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
+ENABLED = TRUE;
+
+-- What INGEST_API_B may reach: API B's host, with its key.
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_B_EAI
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_B_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_B_KEY_SECRET)
+ENABLED = TRUE
+COMMENT = 'api2snow: API B for INGEST_API_B';
+
+-- Keeps API B's integration pointed at this database's rule and secret, without replacing it.
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_B_EAI SET
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_B_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_B_KEY_SECRET)
+ENABLED = TRUE;
+
+-- What INGEST_API_C may reach: API C's host, with its login.
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_C_EAI
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_C_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_C_LOGIN_SECRET)
+ENABLED = TRUE
+COMMENT = 'api2snow: API C for INGEST_API_C';
+
+-- Keeps API C's integration pointed at this database's rule and secret, without replacing it.
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_C_EAI SET
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_C_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_C_LOGIN_SECRET)
+ENABLED = TRUE;
+
+-- What every ingest procedure may reach to stage its parts: the bucket and STS, with the AWS credentials.
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_S3_EAI
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.AWS_S3_SECRET)
+ENABLED = TRUE
+COMMENT = 'api2snow: landing bucket for the ingest procedures';
+
+-- Keeps the S3 integration pointed at this database's rule and secret, without replacing it.
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_S3_EAI SET
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.AWS_S3_SECRET)
+ENABLED = TRUE;
+
+-- The owner creates the procedures that use API A's integration.
+GRANT USAGE ON INTEGRATION API2SNOW_API_A_EAI TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner creates the procedures that use API B's integration.
+GRANT USAGE ON INTEGRATION API2SNOW_API_B_EAI TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner creates the procedures that use API C's integration.
+GRANT USAGE ON INTEGRATION API2SNOW_API_C_EAI TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner creates the procedures that use the S3 integration.
+GRANT USAGE ON INTEGRATION API2SNOW_S3_EAI TO ROLE <% ctx.env.owner_role %>;
+
+-- Analysts read every view created later in ANALYTICS (future grants need MANAGE GRANTS, hence here;
+-- sql/07 grants the existing ones).
+GRANT SELECT ON FUTURE VIEWS IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analysts read every table created later in ANALYTICS.
+GRANT SELECT ON FUTURE TABLES IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE <% ctx.env.analyst_role %>;

@@ -1,0 +1,531 @@
+"""Offline proofs of `api2snow deploy`: the plan's order and content, that every statement parses, that no
+deploy statement recreates data-holding objects, that external access matches snowflake.yml, that secrets
+never leak, and that a failing `snow` call stops the deploy with the step's name.
+
+After an intended change, regenerate the golden plan and review its diff:
+    API2SNOW_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_deploy_plan.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import sqlfluff
+import sqlglot
+import yaml
+from sqlglot import tokens
+from sqlglot.dialects.snowflake import Snowflake
+from typer.testing import CliRunner
+
+from api2snow_cli.cli import app
+from api2snow_cli.deploy import (
+    ADMIN_ROLE,
+    SECRET_ENV,
+    DeployError,
+    SnowRow,
+    Step,
+    build_plan,
+    env_overrides,
+    host_port,
+    load_project,
+    plan_summary,
+    run_plan,
+    task_history_query,
+    teardown_plan,
+)
+from api2snow_cli.history import graph_run_status
+from api2snow_cli.local.tasks import graph_from_statements, is_task_statement
+from api2snow_cli.project import PROJECT_ROOT, Project
+
+GOLDEN = Path(__file__).parent / "golden" / "deploy_plan_dev.txt"
+# The fixed environment of the golden plan: every value pinned, so only a change to the project's SQL,
+# external access or plan logic changes the golden text.
+FIXED_DEV = {
+    "env_name": "dev",
+    "database": "VIDEO_ANALYTICS_DEV",
+    "warehouse": "API2SNOW_DEV_WH",
+    "owner_role": "API2SNOW_OWNER",
+    "operator_role": "API2SNOW_OPERATOR",
+    "analyst_role": "API2SNOW_ANALYST",
+    "bucket": "api2snow-landing-dev",
+    "region": "us-east-1",
+    "s3_endpoint_url": "",
+    "storage_integration": "API2SNOW_S3_INT_DEV",
+    "storage_aws_role_arn": "arn:aws:iam::000000000000:role/api2snow-snowflake-storage-dev",
+    "api_a_base_url": "https://sandbox.api-a.example.com",
+    "api_b_base_url": "https://sandbox.api-b.example.com",
+    "api_c_base_url": "https://sandbox.api-c.example.com",
+    "task_schedule": "USING CRON 0 6 * * * UTC",
+    "part_max_mb": "64",
+}
+SECRET_VALUES = {  # fake values for the tests that run the plan; long and distinctive so a leak is visible
+    "API2SNOW_API_A_CLIENT_ID": "client-id-4f1e2d",
+    "API2SNOW_API_A_CLIENT_SECRET": "s3cr3t-'quoted'-\\backslash-9c8b",
+    "API2SNOW_API_B_KEY": "api-key-7a6b5c4d",
+    "API2SNOW_API_C_USER": "soap-user-31x",
+    "API2SNOW_API_C_PASSWORD": "soap-pass-&{not_a_template}-<% nor_this %>",
+    "API2SNOW_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/api2snow-writer",
+}
+# Statements sqlfluff's snowflake dialect cannot parse: each must parse with sqlglot and have the shape of
+# the verified DDL (reference/snowflake.md and Snowflake's reference pages), checked on normalised text.
+NAME = r"[A-Z0-9_$]+(?:\.[A-Z0-9_$]+){0,2}"
+SQLFLUFF_GAPS = {
+    "CREATE EXTERNAL ACCESS INTEGRATION": re.compile(
+        rf"CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS {NAME} "
+        rf"ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
+        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE( COMMENT = '[^']*')?"),
+    "ALTER EXTERNAL ACCESS INTEGRATION": re.compile(
+        rf"ALTER EXTERNAL ACCESS INTEGRATION {NAME} SET ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
+        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE"),
+    "CREATE SECURITY INTEGRATION": re.compile(
+        rf"CREATE SECURITY INTEGRATION IF NOT EXISTS {NAME} TYPE = API_AUTHENTICATION AUTH_TYPE = AWS_IAM "
+        r"AWS_ROLE_ARN = '[^']+' ENABLED = TRUE( COMMENT = '[^']*')?"),
+    "ALTER NETWORK RULE": re.compile(
+        rf"ALTER NETWORK RULE {NAME} SET VALUE_LIST = \('[^']+'(, '[^']+')*\)( COMMENT = '[^']*')?"),
+}
+OWNED_SQL = ["external_access/01_network_rules_and_secrets.sql", "external_access/02_admin_integrations.sql",
+             "sql/07_grants.sql"]
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return load_project("dev", FIXED_DEV)
+
+
+@pytest.fixture(scope="module")
+def plan(project) -> list[Step]:
+    return build_plan(project, "dev", "any", skip_admin=False, secrets_from_env=False)
+
+
+@pytest.fixture(scope="module")
+def teardown(project) -> list[Step]:
+    return teardown_plan(project, "dev", "any", include_admin=True)
+
+
+def _statements(steps: list[Step]) -> list[str]:
+    return [s for step in steps for s in step.shown_statements()]
+
+
+def _flat(statement: str) -> str:
+    return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", " ".join(statement.split())))
+
+
+def _step(plan: list[Step], fragment: str) -> Step:
+    matches = [s for s in plan if fragment in s.name]
+    assert len(matches) == 1, (fragment, [s.name for s in plan])
+    return matches[0]
+
+
+# ---- order and content ----------------------------------------------------------------------------------
+def test_the_plan_matches_the_golden_file(plan):
+    text = plan_summary(plan)
+    if os.environ.get("API2SNOW_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), (
+        "the deploy plan changed; if that is intended, regenerate the golden file with "
+        "API2SNOW_UPDATE_GOLDEN=1 pytest tests/unit/test_deploy_plan.py and review the diff")
+
+
+def test_steps_come_in_dependency_order(plan):
+    names = [s.name for s in plan]
+    expected = ["external access admin: roles", "setup (sql/01", "network rules and secrets",
+                "external access admin: external access integrations", "snowpark build", "snowpark deploy",
+                "raw + pipes (sql/02", "clean (sql/03", "analytics (sql/04", "dq (sql/05",
+                "tasks: suspend the root", "tasks (sql/06", "tasks: resume the graph", "grants (sql/07"]
+    assert len(names) == len(expected)
+    for name, fragment in zip(names, expected, strict=True):
+        assert fragment in name, (name, fragment)
+
+
+def test_every_sql_file_is_deployed_once(plan):
+    deployed = [re.search(r"\((sql/[^)]+)\)", s.name).group(1) for s in plan if "(sql/" in s.name]
+    assert deployed == [f"sql/{p.name}" for p in sorted((PROJECT_ROOT / "sql").glob("*.sql"))]
+
+
+def test_tasks_are_altered_only_between_suspending_and_resuming_the_root(plan, project):
+    names = [s.name for s in plan]
+    suspend, tasks, resume = (names.index(_step(plan, f).name) for f in
+                              ("suspend the root", "tasks (sql/06", "resume the graph"))
+    assert suspend + 1 == tasks == resume - 1
+    root = f"{project.env['database']}.PIPELINE.ROOT"
+    assert plan[suspend].statements == [f"ALTER TASK IF EXISTS {root} SUSPEND"]
+    assert plan[resume].statements == [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"]
+    graph = graph_from_statements(plan[tasks].statements)
+    assert graph.root.name == root and graph.finalizer is not None
+    assert not any(is_task_statement(s) for i, step in enumerate(plan) if i != tasks for s in step.statements)
+
+
+def test_snow_commands_carry_the_connection_role_and_env_overrides(plan, project):
+    build, deploy = _step(plan, "snowpark build"), _step(plan, "snowpark deploy")
+    assert build.argv[:2] == ["snowpark", "build"] and deploy.argv[:3] == ["snowpark", "deploy", "--replace"]
+    for step in (build, deploy):
+        argv = " ".join(step.argv)
+        assert "--connection any" in argv and f"--role {project.env['owner_role']}" in argv
+        overrides = [step.argv[i + 1] for i, a in enumerate(step.argv) if a == "--env"]
+        assert f"database={project.env['database']}" in overrides
+        assert f"task_schedule={project.env['task_schedule']}" in overrides
+    for step in plan:
+        if step.kind == "sql":
+            assert step.argv[:3] == ["sql", "--connection", "any"] and step.argv[-1] == "--stdin"
+            role = step.argv[step.argv.index("--role") + 1]
+            assert role == (ADMIN_ROLE if "admin" in step.name else project.env["owner_role"]), step.name
+
+
+def test_skip_admin_leaves_out_only_the_admin_steps_and_says_what_to_run(project):
+    steps = build_plan(project, "dev", "any", skip_admin=True, secrets_from_env=False)
+    skipped = [s for s in steps if s.skipped]
+    assert [s.name for s in skipped] == [s.name for s in steps if "admin" in s.name] and len(skipped) == 2
+    out: list[str] = []
+    run_plan(steps, dry_run=True, echo=out.append)
+    text = "\n".join(out)
+    assert text.count("(skipped)") == 2 and "--role ACCOUNTADMIN --stdin" in text
+    assert "CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_S3_EAI" in text  # what the admin runs
+
+
+def test_prod_differs_from_dev_by_envs_yml():
+    dev, prod = env_overrides("dev"), env_overrides("prod")
+    assert dev["database"] == "VIDEO_ANALYTICS_DEV" and prod["database"] == "VIDEO_ANALYTICS"
+    for key in ("database", "bucket", "warehouse", "api_a_base_url", "task_schedule"):
+        assert key in dev and key in prod
+    defaults = yaml.safe_load((PROJECT_ROOT / "snowflake.yml").read_text())["env"]
+    envs = yaml.safe_load((PROJECT_ROOT / "deploy" / "envs.yml").read_text())
+    for name, values in envs.items():
+        assert set(values) <= set(defaults), f"envs.yml [{name}] sets keys snowflake.yml env lacks"
+    steps = build_plan(load_project("prod"), "prod", "ci", secrets_from_env=False)
+    assert "CREATE DATABASE IF NOT EXISTS VIDEO_ANALYTICS" in _statements(steps)
+    with pytest.raises(Exception, match="unknown --env"):
+        env_overrides("staging")
+    with pytest.raises(Exception, match="loaded for env"):
+        build_plan(load_project("dev"), "prod", "ci")
+
+
+def test_teardown_drops_what_deploy_created(teardown, project, plan):
+    db = project.env["database"]
+    text = "\n".join(_statements(teardown))
+    assert teardown[0].statements == [f"ALTER TASK IF EXISTS {db}.PIPELINE.ROOT SUSPEND"]
+    tasks = graph_from_statements(_step(plan, "tasks (sql/06").statements)
+    drops = _step(teardown, "drop tasks").statements
+    assert len(drops) == len(tasks.tasks) and drops[-1] == f"DROP TASK IF EXISTS {tasks.root.name}"
+    assert drops[0] == f"DROP TASK IF EXISTS {tasks.finalizer.name}"
+    for pipe in ("API_A_EVENTS_PIPE", "API_B_EVENTS_PIPE", "API_C_CAMERAS_PIPE", "REJECTED_RECORDS_PIPE"):
+        assert f"DROP PIPE IF EXISTS {db}.RAW.{pipe}" in text
+    assert f"DROP PROCEDURE IF EXISTS {db}.OPS.WAIT_FOR_LOAD(INT)" in text
+    assert f"DROP PROCEDURE IF EXISTS {db}.OPS.REFRESH_PIPE(STRING)" in text
+    assert len(_step(teardown, "drop procedures").statements) == len(project.procedures())
+    assert f"DROP DATABASE IF EXISTS {db}" in text
+    admin = _step(teardown, "integrations and roles")
+    assert admin.argv[admin.argv.index("--role") + 1] == ADMIN_ROLE
+    for name in ("API2SNOW_API_A_EAI", "API2SNOW_S3_EAI", "API2SNOW_AWS_IAM_INT", "API2SNOW_S3_INT_DEV",
+                 "API2SNOW_OWNER"):
+        assert name in text
+    assert "WAREHOUSE" not in text
+    without_admin = teardown_plan(project, "dev", "any", include_admin=False)
+    assert "DROP INTEGRATION" not in "\n".join(_statements(without_admin))
+
+
+# ---- every statement parses -----------------------------------------------------------------------------
+def test_every_rendered_statement_parses_as_snowflake_sql(plan, teardown, project):
+    statements = _statements(plan) + _statements(teardown) + [task_history_query(project)]
+    gaps = {head: 0 for head in SQLFLUFF_GAPS}
+    for statement in statements:
+        head = next((h for h in SQLFLUFF_GAPS if _flat(statement).startswith(h)), None)
+        if head is None:
+            sqlfluff.parse(statement + ";", dialect="snowflake")  # raises on anything unparsable
+            continue
+        gaps[head] += 1
+        sqlglot.parse_one(statement, read="snowflake")
+        kinds = [t.token_type for t in Snowflake().tokenize(statement)]  # raises on unbalanced quotes
+        assert kinds.count(tokens.TokenType.L_PAREN) == kinds.count(tokens.TokenType.R_PAREN), statement
+        assert SQLFLUFF_GAPS[head].fullmatch(_flat(statement)), statement
+    assert gaps["CREATE EXTERNAL ACCESS INTEGRATION"] == 4 and gaps["ALTER NETWORK RULE"] == 4
+    assert gaps["CREATE SECURITY INTEGRATION"] == 1
+
+
+def test_owned_sql_has_a_comment_above_every_statement_and_upper_case_keywords():
+    for relative in OWNED_SQL:
+        lines = (PROJECT_ROOT / relative).read_text().splitlines()
+        in_statement, previous = False, ""
+        for number, line in enumerate(lines, 1):
+            text = line.strip()
+            if not text:
+                continue
+            if not text.startswith("--"):
+                if not in_statement:
+                    assert previous.startswith("--"), f"{relative}:{number} has no comment above it"
+                in_statement = not text.endswith(";")
+            previous = text
+        code = "\n".join(line for line in lines if not line.strip().startswith("--"))
+        code = re.sub(r"<%.*?%>", "X", code)
+        for token in Snowflake().tokenize(code):
+            if token.token_type not in (tokens.TokenType.VAR, tokens.TokenType.STRING,
+                                        tokens.TokenType.IDENTIFIER) and token.text.isalpha():
+                assert token.text == token.text.upper(), f"{relative}: keyword {token.text!r} in lower case"
+
+
+# ---- nothing that holds data is recreated ---------------------------------------------------------------
+def test_no_create_or_replace_on_pipes_stages_tables_or_external_access(plan):
+    replaced = re.compile(r"^CREATE\s+OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?"
+                          r"(PIPE|STAGE|TABLE|FILE\s+FORMAT|DATABASE|SCHEMA|SECRET|NETWORK\s+RULE|"
+                          r"(?:\w+\s+)*INTEGRATION|ROLE|WAREHOUSE)\b", re.IGNORECASE)
+    for statement in _statements(plan):
+        assert not replaced.search(statement), statement
+    creates = [s for s in _statements(plan)
+               if re.match(r"^CREATE\s+(PIPE|STAGE|TABLE|FILE\s+FORMAT)\s+(?!IF\s+NOT\s+EXISTS\b)", s, re.I)]
+    assert not creates, "pipes, stages and tables are created only IF NOT EXISTS"
+    pipes = [s for s in _statements(plan) if re.match(r"^CREATE\s+PIPE", s, re.I)]
+    assert len(pipes) == 4 and all(re.match(r"^CREATE\s+PIPE\s+IF\s+NOT\s+EXISTS\b", p, re.I) for p in pipes)
+
+
+# ---- external access matches snowflake.yml --------------------------------------------------------------
+def _created(statements: list[str], kind: str) -> dict[str, str]:
+    found = {}
+    for statement in statements:
+        match = re.match(rf"^CREATE\s+{kind}\s+IF\s+NOT\s+EXISTS\s+({NAME})\b", statement)
+        if match:
+            found[match.group(1)] = statement
+    return found
+
+
+def _names_in(clause: str, statement: str) -> list[str]:
+    match = re.search(rf"{clause}\s*=\s*\(([^)]*)\)", statement)
+    return [n.strip().strip("'") for n in match.group(1).split(",")] if match else []
+
+
+def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(plan, project):
+    statements = _statements([s for s in plan if "external_access/" in s.name])
+    secrets = _created(statements, "SECRET")
+    eais = _created(statements, "EXTERNAL ACCESS INTEGRATION")
+    for proc in project.procedures().values():
+        for key, secret in proc.secrets.items():
+            assert secret.upper() in secrets, f"{proc.name}: secret {secret} ({key}) is not created"
+            allowed = {s for eai in proc.external_access_integrations
+                       for s in _names_in("ALLOWED_AUTHENTICATION_SECRETS", eais.get(eai.upper(), ""))}
+            assert secret.upper() in allowed, f"{proc.name}: no EAI of it allows {secret}"
+        for eai in proc.external_access_integrations:
+            assert eai.upper() in eais, f"{proc.name}: external access integration {eai} is not created"
+    assert {s.rsplit(".", 1)[-1] for s in secrets} == {
+        "API_A_CLIENT_SECRET", "API_B_KEY_SECRET", "API_C_LOGIN_SECRET", "AWS_S3_SECRET"}
+    kinds = {name.rsplit(".", 1)[-1]: re.search(r"TYPE = (\w+)", s).group(1) for name, s in secrets.items()}
+    assert kinds == {"API_A_CLIENT_SECRET": "PASSWORD", "API_B_KEY_SECRET": "GENERIC_STRING",
+                     "API_C_LOGIN_SECRET": "PASSWORD", "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN"}
+    admin = _statements([s for s in plan if "admin" in s.name])
+    assert all(re.match(r"^(USE ROLE|CREATE|ALTER|GRANT)\b", s) for s in admin)
+    assert not any("INTEGRATION" in s and s.startswith("CREATE") for s in
+                   _statements([_step(plan, "network rules and secrets")])), "integrations are admin-only"
+
+
+def _rule_hosts(statements: list[str]) -> dict[str, set[str]]:
+    hosts: dict[str, set[str]] = {}
+    for statement in statements:
+        match = re.match(rf"^(?:CREATE NETWORK RULE IF NOT EXISTS|ALTER NETWORK RULE) ({NAME})", statement)
+        if match:
+            values = set(_names_in("VALUE_LIST", statement))
+            assert hosts.setdefault(match.group(1), values) == values, "CREATE and ALTER disagree"
+    return hosts
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"api_a_base_url": "http://203.0.113.7:8080", "api_c_base_url": "http://mock-c.example.net",
+     "bucket": "other-bucket", "region": "eu-west-1"},
+])
+def test_every_network_rule_host_is_a_configured_api_or_the_buckets_s3_sts_host(overrides):
+    project = load_project("dev", {**FIXED_DEV, **overrides})
+    plan = build_plan(project, "dev", "any", secrets_from_env=False)
+    env = project.env
+    apis = {key: host_port(env[f"{key}_base_url"]) for key in ("api_a", "api_b", "api_c")}
+    aws = {f"{env['bucket']}.s3.{env['region']}.amazonaws.com", f"{env['bucket']}.s3.amazonaws.com",
+           f"s3.{env['region']}.amazonaws.com", f"sts.{env['region']}.amazonaws.com"}
+    statements = _statements(plan)
+    rules = _rule_hosts(statements)
+    for rule, hosts in rules.items():
+        assert hosts <= set(apis.values()) | aws, (rule, hosts)
+    eais = _created(statements, "EXTERNAL ACCESS INTEGRATION")
+    by_eai = {name: set().union(*(rules[r] for r in _names_in("ALLOWED_NETWORK_RULES", s)))
+              for name, s in eais.items()}
+    assert by_eai == {"API2SNOW_API_A_EAI": {apis["api_a"]}, "API2SNOW_API_B_EAI": {apis["api_b"]},
+                      "API2SNOW_API_C_EAI": {apis["api_c"]}, "API2SNOW_S3_EAI": aws}
+    if overrides:
+        assert apis["api_a"] == "203.0.113.7:8080" and apis["api_c"] == "mock-c.example.net:80"
+
+
+# ---- secrets --------------------------------------------------------------------------------------------
+def test_dry_run_masks_secret_values_and_names_missing_ones(project, monkeypatch):
+    for var in SECRET_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    out: list[str] = []
+    run_plan(build_plan(project, "dev", "any", secrets_from_env=True), dry_run=True, echo=out.append)
+    assert "'<from env API2SNOW_API_B_KEY>'" in "\n".join(out)
+    for var, value in SECRET_VALUES.items():
+        monkeypatch.setenv(var, value)
+    out.clear()
+    run_plan(build_plan(project, "dev", "any", secrets_from_env=True), dry_run=True, echo=out.append)
+    text = "\n".join(out)
+    assert "SECRET_STRING = '***'" in text and "AWS_ROLE_ARN = '***'" in text and "<from env" not in text
+    for value in SECRET_VALUES.values():
+        assert value not in text
+
+
+def test_a_real_run_without_secrets_stops_before_calling_snow(project, monkeypatch, tmp_path):
+    for var in SECRET_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    with pytest.raises(DeployError, match="API2SNOW_API_A_CLIENT_ID") as error:
+        run_plan(build_plan(project, "dev", "any"), dry_run=False, echo=lambda line: None)
+    assert "API2SNOW_AWS_ROLE_ARN" in str(error.value) and len(str(error.value).splitlines()) == 1
+    assert not fake["calls"].exists()
+    steps = build_plan(project, "dev", "any", skip_admin=True)  # the admin's ARN is not needed then
+    with pytest.raises(DeployError) as error:
+        run_plan(steps, dry_run=False, echo=lambda line: None)
+    assert "API2SNOW_AWS_ROLE_ARN" not in str(error.value)
+
+
+# ---- running: a fake `snow` -----------------------------------------------------------------------------
+FAKE_SNOW = """#!{python}
+import json, os, sys
+from pathlib import Path
+calls = Path(os.environ["FAKE_SNOW_DIR"]) / "calls"
+n = int(calls.read_text()) + 1 if calls.exists() else 1
+calls.write_text(str(n))
+stdin = sys.stdin.read() if "--stdin" in sys.argv else None
+record = {{"argv": sys.argv[1:], "cwd": os.getcwd(), "stdin": stdin}}
+with open(Path(os.environ["FAKE_SNOW_DIR"]) / "log.jsonl", "a") as log:
+    log.write(json.dumps(record) + "\\n")
+if n == int(os.environ.get("FAKE_SNOW_FAIL_ON", "0")):
+    sys.stderr.write("/x/requests/__init__.py:113: RequestsDependencyWarning: urllib3\\n  warnings.warn(\\n")
+    sys.stderr.write("\u256d\u2500 Error \u2500\u2500\u256e\\n\u2502 002003 (02000): SQL compilation error: "
+                     "Schema 'DB.OPS' does not exist or not authorized. "
+                     + os.environ.get("FAKE_SNOW_ECHO", "") + " \u2502\\n\u2570\u2500\u2500\u256f\\n")
+    sys.exit(1)
+if os.environ.get("FAKE_SNOW_JSON"):
+    sys.stdout.write(Path(os.environ["FAKE_SNOW_JSON"]).read_text())
+else:
+    sys.stdout.write("+------+\\n| status |\\n| ok |\\n+------+\\n")
+"""
+
+
+def _fake_snow(tmp_path: Path, monkeypatch, fail_on_call: int,
+               json_rows: list | None = None) -> dict[str, Path]:
+    script = tmp_path / "snow"
+    script.write_text(FAKE_SNOW.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("API2SNOW_SNOW_BIN", str(script))
+    monkeypatch.setenv("FAKE_SNOW_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKE_SNOW_FAIL_ON", str(fail_on_call))
+    if json_rows is not None:
+        (tmp_path / "rows.json").write_text(json.dumps(json_rows))
+        monkeypatch.setenv("FAKE_SNOW_JSON", str(tmp_path / "rows.json"))
+    return {"calls": tmp_path / "calls", "log": tmp_path / "log.jsonl"}
+
+
+def _log(fake: dict[str, Path]) -> list[dict]:
+    return [json.loads(line) for line in fake["log"].read_text().splitlines()]
+
+
+def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch, tmp_path):
+    for var, value in SECRET_VALUES.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("FAKE_SNOW_ECHO", SECRET_VALUES["API2SNOW_API_B_KEY"])  # snow quoting a secret back
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=3)
+    steps = build_plan(project, "dev", "any", secrets_from_env=True)
+    out: list[str] = []
+    with pytest.raises(DeployError) as error:
+        run_plan(steps, dry_run=False, echo=out.append)
+    message = str(error.value)
+    first = message.splitlines()[0]
+    assert "[3/14] external access: network rules and secrets" in first
+    assert "snow exited 1" in first and "SQL compilation error: Schema 'DB.OPS' does not exist" in first
+    assert "RequestsDependencyWarning" not in first
+    assert fake["calls"].read_text() == "3", "the deploy went on after a failing step"
+    log = _log(fake)
+    assert [entry["argv"][0] for entry in log] == ["sql", "sql", "sql"]
+    assert all(entry["cwd"] == str(PROJECT_ROOT) for entry in log)
+    sent = log[2]["stdin"]
+    assert "PASSWORD = 's3cr3t-''quoted''-\\\\backslash-9c8b'" in sent  # escaped into its literal
+    assert "'soap-pass-&{not_a_template}-<% nor_this %>'" in sent and "--enable-templating" in log[2]["argv"]
+    shown = message + "\n".join(out) + json.dumps([e["argv"] for e in log])
+    for value in SECRET_VALUES.values():
+        assert value not in shown, "a secret value was printed or passed on the command line"
+    assert "[1/14] external access admin" in out[0] and out[1].endswith(" s)")
+
+
+def test_a_full_run_calls_snow_once_per_step_and_skips_admin_steps(project, monkeypatch, tmp_path):
+    for var, value in SECRET_VALUES.items():
+        monkeypatch.setenv(var, value)
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    steps = build_plan(project, "dev", "any", skip_admin=True, secrets_from_env=True)
+    out: list[str] = []
+    run_plan(steps, dry_run=False, echo=out.append)
+    log = _log(fake)
+    assert len(log) == len(steps) - 2
+    assert all("ACCOUNTADMIN" not in entry["argv"] for entry in log)
+    assert [e["argv"][:2] for e in log if e["argv"][0] == "snowpark"] == [["snowpark", "build"],
+                                                                         ["snowpark", "deploy"]]
+    assert sum("(skipped)" in line for line in out) == 2
+
+
+def test_deploy_dry_run_through_the_cli(monkeypatch):
+    for var in SECRET_ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(app, ["deploy", "--connection", "any", "--env", "dev", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "dry run" in out and "database VIDEO_ANALYTICS_DEV" in out
+    for fragment in ("[1/14] external access admin", "[5/14] snowpark build",
+                     "[14/14] grants (sql/07_grants.sql)",
+                     "$ snow snowpark deploy --replace --connection any", "CREATE PIPE IF NOT EXISTS",
+                     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
+                     "USERNAME = '<from env API2SNOW_API_A_CLIENT_ID>'"):
+        assert fragment in out, fragment
+
+
+def test_teardown_dry_run_through_the_cli_asks_nothing():
+    result = CliRunner().invoke(app, ["teardown", "--connection", "any", "--env", "prod", "--dry-run",
+                                      "--include-admin"])
+    assert result.exit_code == 0, result.output
+    assert "DROP DATABASE IF EXISTS VIDEO_ANALYTICS;" in result.output
+    assert "Drop database" not in result.output
+
+
+def test_teardown_without_yes_asks_first(monkeypatch, tmp_path):
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    result = CliRunner().invoke(app, ["teardown", "--connection", "any"], input="n\n")
+    assert result.exit_code != 0 and "Drop database VIDEO_ANALYTICS_DEV" in result.output
+    assert not fake["calls"].exists()
+    result = CliRunner().invoke(app, ["teardown", "--connection", "any", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert fake["calls"].read_text() == "5"
+
+
+# ---- status --connection --------------------------------------------------------------------------------
+def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatch, tmp_path):
+    rows = [{"NAME": name, "STATE": "SUCCEEDED", "SCHEDULED_TIME": "2026-11-26T10:00:00-08:00",
+             "QUERY_START_TIME": "2026-11-26T10:00:01.500000-08:00",
+             "COMPLETED_TIME": "2026-11-26T10:00:04-08:00", "RETURN_VALUE": '{"rows": 3}',
+             "ERROR_MESSAGE": None, "GRAPH_RUN_GROUP_ID": "run-1", "ATTEMPT_NUMBER": "1"}
+            for name in ("ROOT", "INGEST_API_A", "FINALIZE")]
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0, json_rows=rows)
+    result = CliRunner().invoke(app, ["status", "--connection", "any", "--env", "dev", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["run_id"] == "run-1" and status["state"] == "EXECUTING"  # some tasks have no row yet
+    by_name = {t["name"]: t for t in status["tasks"]}
+    assert by_name["INGEST_API_A"]["duration_s"] == 2.5 and by_name["INGEST_API_B"]["state"] == "NOT_RUN"
+    argv = _log(fake)[0]["argv"]
+    assert argv[:5] == ["sql", "--connection", "any", "--format", "json"]
+    query = argv[argv.index("-q") + 1]
+    assert "TABLE(VIDEO_ANALYTICS_DEV.INFORMATION_SCHEMA.TASK_HISTORY(" in query
+    row = SnowRow(rows[0])
+    assert row["name"] == "ROOT" and row["COMPLETED_TIME"].year == 2026 and row["ERROR_MESSAGE"] is None
+    graph = graph_from_statements(_step(build_plan(project, "dev", "any", secrets_from_env=False),
+                                        "tasks (sql/06").statements)
+    done = graph_run_status([SnowRow({**r, "NAME": t.short_name}) for r in rows[:1]
+                             for t in [*graph.order(), graph.finalizer]], graph)
+    assert done.state == "SUCCEEDED"
