@@ -172,7 +172,7 @@ def bench_source(api: str, page_size: int) -> Any:
 
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """The procedure's extract step (`api2snow.ingest._extract`): pages -> RecordProcessor -> S3BatchWriter."""
+    """The procedure's extract step `api2snow.ingest._extract`: pages -> RecordProcessor -> S3BatchWriter."""
     import uuid
 
     from api2snow import ingest

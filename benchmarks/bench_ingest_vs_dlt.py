@@ -22,7 +22,7 @@ from typing import Any
 
 import _common as c
 
-EVENTS_PER_HOUR = 20_000  # history_hours is derived from --records (an API serves each event once, latest version)
+EVENTS_PER_HOUR = 20_000  # history_hours follows from --records (each event is served once, latest version)
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -49,17 +49,19 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         client = {
             "base_url": base_url,
-            "auth": OAuth2ClientCredentials(access_token_url=f"{base_url}/oauth/token", client_id="demo-client",
-                                            client_secret="demo-secret"),
+            "auth": OAuth2ClientCredentials(
+                access_token_url=f"{base_url}/oauth/token", client_id="demo-client",
+                client_secret="demo-secret",
+            ),
             "paginator": JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="cursor"),
         }
         endpoint = {"path": "v1/events", "data_selector": "data", "params": {"limit": page_size}}
 
     with tempfile.TemporaryDirectory(prefix="bench-dlt-") as tmp:
-        baseline_imports = c.rss_mb()
 
         def run() -> int:
-            source = rest_api_source({"client": client, "resources": [{"name": "events", "endpoint": endpoint}]})
+            resources = [{"name": "events", "endpoint": endpoint}]
+            source = rest_api_source({"client": client, "resources": resources})
             source.events.add_map(normalize)
             pipeline = dlt.pipeline(
                 pipeline_name=f"bench_{api}", pipelines_dir=f"{tmp}/pipelines", dataset_name="bench",
@@ -69,9 +71,7 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
             counts = pipeline.last_trace.last_normalize_info.row_counts
             return int(counts.get("events", 0))
 
-        result = c.measure(run)
-        result["rss_after_imports_mb"] = baseline_imports
-    return result
+        return c.measure(run)
 
 
 def run_fetch_only(spec: dict[str, Any]) -> dict[str, Any]:
@@ -120,8 +120,9 @@ def main() -> int:
         settings = c.ingest_settings(mocks.urls, s3.endpoint_url, api_a_rate_limit_per_min=1_000_000,
                                      api_b_rate_limit_per_min=1_000_000)
         counts = {api: c.record_count(mocks, api) for api in apis_wanted}
-        print(f"records served: {counts}, page size {args.page_size}, "
-              f"server page cache {'off' if args.no_page_cache else 'on'}, setup {time.perf_counter() - started:.1f}s")
+        cache = "off" if args.no_page_cache else "on"
+        print(f"records served: {counts}, page size {args.page_size}, server page cache {cache}, "
+              f"setup {time.perf_counter() - started:.1f}s")
         base = {"page_size": args.page_size, "settings": settings}
         if "api_b" in apis_wanted:
             # Cold pass: fills the page cache (when on) and shows what the mock itself costs per record.
@@ -156,7 +157,7 @@ def report(api: str, results: dict[str, list[dict[str, Any]]]) -> None:
         last = runs[-1]
         extra = ""
         if tool == "ours":
-            extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, counts {last['counts']}"
+            extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, {last['counts']}"
         print(f"{tool:>4}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
               f"{c.median(rates):,.0f}  (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
         print(f"      rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
