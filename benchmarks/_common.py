@@ -175,8 +175,11 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """The procedure's extract step `api2snow.ingest._extract`: pages -> RecordProcessor -> S3BatchWriter."""
     import uuid
 
-    from api2snow import ingest
+    from api2snow import ingest, jsonl
     from api2snow.settings import Settings
+
+    if spec.get("stdlib_json"):  # as deployed: requirements.txt has no orjson, so jsonl uses json.dumps
+        jsonl._orjson = None
 
     source = bench_source(spec["api"], spec["page_size"])
     settings = Settings(database="BENCH", values=spec["settings"])

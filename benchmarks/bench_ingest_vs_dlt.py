@@ -2,6 +2,8 @@
 
 Ours: `api2snow.ingest._extract` exactly as the procedure runs it (ApiClient with rate limiter, retries and
 auth -> RecordProcessor normalise/validate/dedupe -> S3BatchWriter gzip JSONL parts on LocalS3/moto).
+"ours-stdlib" is the same with `api2snow.jsonl`'s optional orjson fast path switched off, as in Snowflake
+(requirements.txt does not ship orjson; this venv has it because dlt depends on it).
 dlt: `rest_api_source` with the same endpoint, auth, paginator and page size, `add_map` with the very same
 `normalize` function, destination `filesystem` (local folder) with jsonl files (gzip, dlt's default).
 
@@ -134,10 +136,12 @@ def main() -> int:
         for api in apis_wanted:
             if api == "api_a" and not args.no_page_cache:
                 c.run_worker(__file__, {**base, "tool": "ours", "api": api})  # warm the cache for A's pages
-            results: dict[str, list[dict[str, Any]]] = {"ours": [], "dlt": []}
+            results: dict[str, list[dict[str, Any]]] = {"ours": [], "ours-stdlib": [], "dlt": []}
             for _ in range(args.runs):
-                for tool in ("ours", "dlt"):  # interleaved, so drift on a noisy machine hits both
-                    results[tool].append(c.run_worker(__file__, {**base, "tool": tool, "api": api}))
+                for label in results:  # interleaved, so drift on a noisy machine hits every tool
+                    tool = "dlt" if label == "dlt" else "ours"
+                    spec = {**base, "tool": tool, "api": api, "stdlib_json": label == "ours-stdlib"}
+                    results[label].append(c.run_worker(__file__, spec))
             report(api, results)
     finally:
         s3.stop()
@@ -156,17 +160,20 @@ def report(api: str, results: dict[str, list[dict[str, Any]]]) -> None:
                          "cpu_median": c.median(cpu_rates)}
         last = runs[-1]
         extra = ""
-        if tool == "ours":
+        if tool != "dlt":
             extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, {last['counts']}"
-        print(f"{tool:>4}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
+        print(f"{tool:>11}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
               f"{c.median(rates):,.0f}  (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
-        print(f"      rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
+        print(f"{'':>13}rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
               f"RSS before run {c.median([r['rss_baseline_mb'] for r in runs]):.0f} MB, peak "
               f"{max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}")
-    ours, dlt = summary["ours"], summary["dlt"]
-    print(f"ratio ours/dlt wall rec/s: best {ours['best'] / dlt['best']:.2f}x, median "
-          f"{ours['median'] / dlt['median']:.2f}x; per client CPU-s: best "
-          f"{ours['cpu_best'] / dlt['cpu_best']:.2f}x, median {ours['cpu_median'] / dlt['cpu_median']:.2f}x")
+    dlt = summary["dlt"]
+    for tool in ("ours", "ours-stdlib"):
+        ours = summary[tool]
+        print(f"ratio {tool}/dlt  wall rec/s: best {ours['best'] / dlt['best']:.2f}x, median "
+              f"{ours['median'] / dlt['median']:.2f}x; per client CPU-s: best "
+              f"{ours['cpu_best'] / dlt['cpu_best']:.2f}x, "
+              f"median {ours['cpu_median'] / dlt['cpu_median']:.2f}x")
 
 
 if __name__ == "__main__":
