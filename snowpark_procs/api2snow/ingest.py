@@ -19,6 +19,7 @@ from botocore.config import Config
 
 from . import ledger
 from .http.client import ApiClient
+from .http.prefetch import prefetched
 from .http.ratelimit import RateLimiter
 from .http.retry import RetryPolicy
 from .platform import Platform
@@ -132,7 +133,8 @@ def _extract(
         kms_key_id=settings.values.get("s3_kms_key_id") or None,
     )
     with requests.Session() as http, api_client(source, platform, settings, http) as client, writer:
-        for page in client.pages(source.first_request(since), source.paginator(), source.parse_page):
+        pages = client.pages(source.first_request(since), source.paginator(), source.parse_page)
+        for page in prefetched(pages):
             for raw in page:
                 outcome = processor.process(raw)
                 if outcome.kind == "staged":

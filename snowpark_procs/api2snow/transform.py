@@ -8,6 +8,8 @@ Standard library only: it runs once per fetched record, so the hot paths avoid r
 from __future__ import annotations
 
 import math
+import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,6 +99,20 @@ class RecordSchema:
         return validate(record, self)
 
 
+_NORMALISED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}")
+
+
+def _is_normalised_timestamp(value: str) -> bool:
+    """Already in to_utc_iso's output form, checked without re-normalising (it runs per record)."""
+    if not _NORMALISED_TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_field(spec: FieldSpec, value: Any) -> str | None:
     name, kind = spec.name, spec.kind
     if kind == "str":
@@ -110,6 +126,8 @@ def _check_field(spec: FieldSpec, value: Any) -> str | None:
     if kind == "timestamp":
         if not isinstance(value, str):
             return f"{name}: expected timestamp string, got {type(value).__name__}"
+        if _is_normalised_timestamp(value):  # the per-record fast path; the slow one only explains failures
+            return None
         try:
             normalised = to_utc_iso(value)
         except ValueError as exc:
@@ -213,28 +231,37 @@ CAMERA_SCHEMA = RecordSchema(
 
 
 class BatchDeduper:
-    """Drops repeats of a record id within one batch, keeping newer versions.
+    """Drops repeats of a record id within one batch, keeping newer versions, in bounded memory.
 
     The downstream MERGE keeps the latest version per id, so a strictly newer ``updated_at`` is staged again
     while a repeat with the same or an older ``updated_at`` is dropped. ``updated_at`` must be in the
     normalised fixed-width form (see :func:`to_utc_iso`), where string order equals time order.
 
-    Memory: one dict entry per distinct id seen in the batch (the id string plus a reference to its latest
-    ``updated_at`` string, roughly 150-200 bytes each), so about 20 MB per 100k distinct ids. Use one
-    deduper per batch.
+    Memory: the last ``window`` distinct ids (about 170 bytes each), not every id of the batch, so memory
+    stays constant however large the extract. Repeats come from pages that overlap (a record of one page
+    served again on the next), so they are never far apart; a repeat further back than ``window`` ids is
+    staged rather than dropped, which loses nothing: the MERGE keeps one row per id.
     """
 
-    __slots__ = ("_latest",)
+    __slots__ = ("_latest", "window")
 
-    def __init__(self) -> None:
-        self._latest: dict[str, str] = {}
+    def __init__(self, window: int = 20_000) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+        self._latest: OrderedDict[str, str] = OrderedDict()
 
     def offer(self, record_id: str, updated_at: str) -> bool:
-        """True to keep the record (first sighting or strictly newer), False for a duplicate."""
-        seen = self._latest.get(record_id)
+        """True to keep the record (not seen recently, or strictly newer), False for a duplicate."""
+        latest = self._latest
+        seen = latest.get(record_id)
         if seen is not None and seen >= updated_at:
             return False
-        self._latest[record_id] = updated_at
+        latest[record_id] = updated_at
+        if seen is not None:
+            latest.move_to_end(record_id)
+        elif len(latest) > self.window:
+            latest.popitem(last=False)
         return True
 
     def __len__(self) -> int:
