@@ -102,7 +102,7 @@ GRANT USAGE ON INTEGRATION API2SNOW_AWS_IAM_INT TO ROLE <% ctx.env.owner_role %>
 --   OAUTH_GRANT = 'CLIENT_CREDENTIALS'
 --   OAUTH_ALLOWED_SCOPES = ('events:read');
 --   GRANT USAGE ON INTEGRATION API2SNOW_API_A_OAUTH_INT TO ROLE <owner role>;
--- With it, API_A_CLIENT_SECRET becomes TYPE = OAUTH2 (external_access/01) and API2SNOW_API_A_EAI adds
+-- With it, API_A_CLIENT_SECRET becomes TYPE = OAUTH2 (external_access/01) and API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> adds
 -- ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT).
 
 -- PART 2: external access integrations and future grants. They need the network rules and secrets of
@@ -111,68 +111,68 @@ GRANT USAGE ON INTEGRATION API2SNOW_AWS_IAM_INT TO ROLE <% ctx.env.owner_role %>
 USE ROLE ACCOUNTADMIN;
 
 -- What INGEST_API_A may reach: API A's host, with its client credentials.
-CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_A_EAI
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_A_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
 ENABLED = TRUE
 COMMENT = 'api2snow: API A for INGEST_API_A';
 
 -- Keeps API A's integration pointed at this database's rule and secret, without replacing it.
-ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_A_EAI SET
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> SET
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
 ENABLED = TRUE;
 
 -- What INGEST_API_B may reach: API B's host, with its key.
-CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_B_EAI
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_B_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_B_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_B_KEY_SECRET)
 ENABLED = TRUE
 COMMENT = 'api2snow: API B for INGEST_API_B';
 
 -- Keeps API B's integration pointed at this database's rule and secret, without replacing it.
-ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_B_EAI SET
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_B_EAI<% ctx.env.eai_suffix %> SET
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_B_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_B_KEY_SECRET)
 ENABLED = TRUE;
 
 -- What INGEST_API_C may reach: API C's host, with its login.
-CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_C_EAI
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_C_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_C_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_C_LOGIN_SECRET)
 ENABLED = TRUE
 COMMENT = 'api2snow: API C for INGEST_API_C';
 
 -- Keeps API C's integration pointed at this database's rule and secret, without replacing it.
-ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_C_EAI SET
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_C_EAI<% ctx.env.eai_suffix %> SET
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_C_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_C_LOGIN_SECRET)
 ENABLED = TRUE;
 
 -- What every ingest procedure may reach to stage its parts: the bucket and STS, with the AWS credentials.
-CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_S3_EAI
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_S3_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.AWS_S3_SECRET)
 ENABLED = TRUE
 COMMENT = 'api2snow: landing bucket for the ingest procedures';
 
 -- Keeps the S3 integration pointed at this database's rule and secret, without replacing it.
-ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_S3_EAI SET
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_S3_EAI<% ctx.env.eai_suffix %> SET
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.AWS_S3_SECRET)
 ENABLED = TRUE;
 
 -- The owner creates the procedures that use API A's integration.
-GRANT USAGE ON INTEGRATION API2SNOW_API_A_EAI TO ROLE <% ctx.env.owner_role %>;
+GRANT USAGE ON INTEGRATION API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
 -- The owner creates the procedures that use API B's integration.
-GRANT USAGE ON INTEGRATION API2SNOW_API_B_EAI TO ROLE <% ctx.env.owner_role %>;
+GRANT USAGE ON INTEGRATION API2SNOW_API_B_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
 -- The owner creates the procedures that use API C's integration.
-GRANT USAGE ON INTEGRATION API2SNOW_API_C_EAI TO ROLE <% ctx.env.owner_role %>;
+GRANT USAGE ON INTEGRATION API2SNOW_API_C_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
 -- The owner creates the procedures that use the S3 integration.
-GRANT USAGE ON INTEGRATION API2SNOW_S3_EAI TO ROLE <% ctx.env.owner_role %>;
+GRANT USAGE ON INTEGRATION API2SNOW_S3_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
 -- Analysts read every view created later in ANALYTICS (future grants need MANAGE GRANTS, hence here;
 -- sql/07 grants the existing ones).

@@ -222,7 +222,8 @@ def test_teardown_drops_what_deploy_created(teardown, project, plan):
     assert f"DROP DATABASE IF EXISTS {db}" in text
     admin = _step(teardown, "integrations and roles")
     assert admin.argv[admin.argv.index("--role") + 1] == ADMIN_ROLE
-    for name in ("API2SNOW_API_A_EAI", "API2SNOW_S3_EAI", "API2SNOW_AWS_IAM_INT", "API2SNOW_S3_INT_DEV",
+    for name in ("API2SNOW_API_A_EAI_DEV", "API2SNOW_S3_EAI_DEV", "API2SNOW_AWS_IAM_INT",
+                 "API2SNOW_S3_INT_DEV",
                  "API2SNOW_OWNER"):
         assert name in text
     assert "WAREHOUSE" not in text
@@ -350,8 +351,12 @@ def test_every_network_rule_host_is_a_configured_api_or_the_buckets_s3_sts_host(
     eais = _created(statements, "EXTERNAL ACCESS INTEGRATION")
     by_eai = {name: set().union(*(rules[r] for r in _names_in("ALLOWED_NETWORK_RULES", s)))
               for name, s in eais.items()}
-    assert by_eai == {"API2SNOW_API_A_EAI": {apis["api_a"]}, "API2SNOW_API_B_EAI": {apis["api_b"]},
-                      "API2SNOW_API_C_EAI": {apis["api_c"]}, "API2SNOW_S3_EAI": aws}
+    suffix = env["eai_suffix"]
+    assert suffix == "_DEV"  # dev and prod may share an account: the integrations are named per env
+    assert by_eai == {
+        f"API2SNOW_API_A_EAI{suffix}": {apis["api_a"]}, f"API2SNOW_API_B_EAI{suffix}": {apis["api_b"]},
+        f"API2SNOW_API_C_EAI{suffix}": {apis["api_c"]}, f"API2SNOW_S3_EAI{suffix}": aws,
+    }
     if overrides:
         assert apis["api_a"] == "203.0.113.7:8080" and apis["api_c"] == "mock-c.example.net:80"
 
