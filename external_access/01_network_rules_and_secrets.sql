@@ -92,9 +92,9 @@ PASSWORD = '<% api_a_client_secret %>';
 --   TYPE = OAUTH2
 --   API_AUTHENTICATION = API2SNOW_API_A_OAUTH_INT
 --   OAUTH_SCOPES = ('events:read');
--- and the EAI adds ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT). The handler would
--- then read a bearer token with _snowflake.get_oauth_access_token('api_a_client'), which the platform seam
--- does not offer yet (see docs/DEPLOY.md).
+-- and the EAI adds ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT). With the
+-- setting api_a_auth = snowflake_oauth the procedure then sends the bearer token that
+-- _snowflake.get_oauth_access_token('api_a_client') returns (see docs/DEPLOY.md).
 
 -- API B's key, sent as the X-API-Key header; read with get_generic_secret_string('api_b_key').
 CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_B_KEY_SECRET

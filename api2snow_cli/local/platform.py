@@ -56,6 +56,13 @@ class LocalPlatform:
         user, password = self._secret(key)
         return user, password
 
+    def oauth_access_token(self, key: str) -> str:
+        self._secret(key)  # the same declaration check as in Snowflake
+        raise PlatformError(
+            f"secret {key!r}: Snowflake-managed OAuth (an OAUTH2 secret) exists only in Snowflake; "
+            "locally, api_a_auth must be client_credentials"
+        )
+
     def aws_credentials(self, key: str) -> AwsCredentials:
         value = self._secret(key)
         if not isinstance(value, AwsCredentials):

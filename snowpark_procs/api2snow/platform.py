@@ -39,6 +39,9 @@ class Platform(Protocol):
     def username_password(self, key: str) -> tuple[str, str]:
         """A PASSWORD secret as (username, password)."""
 
+    def oauth_access_token(self, key: str) -> str:
+        """A bearer token from an OAUTH2 secret, obtained and refreshed by Snowflake."""
+
     def aws_credentials(self, key: str) -> AwsCredentials:
         """Credentials for boto3 from a CLOUD_PROVIDER_TOKEN (or PASSWORD) secret."""
 
@@ -71,6 +74,11 @@ class SnowflakePlatform:
 
         creds = _snowflake.get_username_password(key)
         return creds.username, creds.password
+
+    def oauth_access_token(self, key: str) -> str:
+        import _snowflake
+
+        return _snowflake.get_oauth_access_token(key)
 
     def aws_credentials(self, key: str) -> AwsCredentials:
         import _snowflake

@@ -70,3 +70,32 @@ def test_malformed_soap_is_a_value_error():
 def test_unknown_source_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown source 'api_z'; expected one of api_a, api_b, api_c"):
         get_source("api_z")
+
+
+class _Platform:
+    def oauth_access_token(self, key: str) -> str:
+        assert key == "api_a_client"
+        return "token-from-snowflake"
+
+    def username_password(self, key: str) -> tuple[str, str]:
+        return "client", "secret"
+
+
+def _settings(**values: str):
+    from api2snow.settings import Settings
+
+    return Settings(database="DB", values={"api_a_base_url": "http://a.example", **values})
+
+
+def test_api_a_can_use_a_token_that_snowflake_manages():
+    auth = get_source("api_a").auth(_Platform(), _settings(api_a_auth="snowflake_oauth"), http=None)
+    headers: dict[str, str] = {}
+    auth.apply(headers, {})
+    assert headers["Authorization"] == "Bearer token-from-snowflake"
+
+
+def test_api_a_rejects_an_unknown_auth_mode():
+    from api2snow.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="api_a_auth must be client_credentials or snowflake_oauth"):
+        get_source("api_a").auth(_Platform(), _settings(api_a_auth="magic"), http=None)

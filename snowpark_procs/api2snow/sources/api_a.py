@@ -7,10 +7,10 @@ from typing import Any
 
 import requests
 
-from ..http.auth import Auth, OAuth2ClientCredentials
+from ..http.auth import Auth, BearerTokenAuth, OAuth2ClientCredentials
 from ..http.paginate import CursorPaginator, PageRequest, Paginator
 from ..platform import Platform
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from ..transform import EVENT_SCHEMA, to_utc_iso
 from .base import Source
 
@@ -30,6 +30,12 @@ class ApiA(Source):
     page_size = 100
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
+        """Client credentials exchanged here (PASSWORD secret) or a Snowflake-managed token (OAUTH2)."""
+        mode = settings.get("api_a_auth", "client_credentials")
+        if mode == "snowflake_oauth":
+            return BearerTokenAuth(lambda: platform.oauth_access_token(SECRET_KEY))
+        if mode != "client_credentials":
+            raise ConfigError(f"api_a_auth must be client_credentials or snowflake_oauth, got {mode!r}")
         client_id, client_secret = platform.username_password(SECRET_KEY)
         return OAuth2ClientCredentials(
             token_url=f"{self.base_url(settings).rstrip('/')}/oauth/token",
