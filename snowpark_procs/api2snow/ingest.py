@@ -135,15 +135,17 @@ def _extract(
     with requests.Session() as http, api_client(source, platform, settings, http) as client, writer:
         pages = client.pages(source.first_request(since), source.paginator(), source.parse_page)
         for page in prefetched(pages):
+            staged = []
             for raw in page:
                 outcome = processor.process(raw)
                 if outcome.kind == "staged":
-                    writer.write(outcome.record)
-                    updated = outcome.record[source.updated_field]
-                    if max_updated is None or updated > max_updated:
-                        max_updated = updated
+                    staged.append(outcome.record)
                 elif outcome.kind == "rejected":
                     writer.reject(raw, outcome.reason)
+            if staged:
+                writer.write_many(staged)
+                page_max = max(record[source.updated_field] for record in staged)
+                max_updated = page_max if max_updated is None else max(max_updated, page_max)
         manifest = writer.close()
         stats = dict(client.stats)
     return processor.counts, max_updated, _manifest_dict(manifest), stats

@@ -34,8 +34,14 @@ def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
     return _stdlib_dumps(obj, default)
 
 
+# One encoder for the common case: json.dumps with non-default options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _stdlib_dumps(obj: Any, default: Callable[[Any], Any] | None) -> bytes:
     try:
+        if default is None:
+            return _ENCODER.encode(obj).encode("utf-8")
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default)
     except ValueError as exc:
         if "Out of range float" not in str(exc):  # e.g. circular reference: a real error

@@ -115,10 +115,10 @@ class _GzipPart:
         self.flushed_size = 0  # compressed size as of the last sync flush
         self.since_flush = 0  # uncompressed bytes written since then
 
-    def write_line(self, line: bytes) -> None:
-        self.gz.write(line)
-        self.rows += 1
-        self.since_flush += len(line)
+    def write_lines(self, data: bytes, count: int) -> None:
+        self.gz.write(data)
+        self.rows += count
+        self.since_flush += len(data)
 
     def reached(self, max_bytes: int) -> bool:
         """True once the compressed size has reached ``max_bytes``; flushes only when it could have."""
@@ -148,12 +148,14 @@ class _PartStream:
         self._current: _GzipPart | None = None
         self.rows = 0
 
-    def write_line(self, line: bytes) -> None:
+    def write_lines(self, data: bytes, count: int) -> None:
+        """Append `count` newline-terminated lines; rollover is checked after them, so a part may exceed
+        the size limit by at most one call's worth (one API page when the writer is fed page by page)."""
         part = self._current
         if part is None:  # created lazily, so a batch never uploads an empty part
             part = self._current = _GzipPart()
-        part.write_line(line)
-        self.rows += 1
+        part.write_lines(data, count)
+        self.rows += count
         if part.reached(self._writer.max_part_bytes):
             self.flush()
 
@@ -228,13 +230,21 @@ class S3BatchWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Append one normalised record (already carrying ``_batch_id``)."""
         self._check_open()
-        self._parts.write_line(jsonl.dumps(record) + b"\n")
+        self._parts.write_lines(jsonl.dumps(record) + b"\n", 1)
+
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        """Append a page of normalised records in one compressor call (the per-record cost is the point)."""
+        if not records:
+            return
+        self._check_open()
+        dumps = jsonl.dumps
+        self._parts.write_lines(b"\n".join([dumps(r) for r in records]) + b"\n", len(records))
 
     def reject(self, raw: Any, reason: str) -> None:
         """Record a raw input that could not be staged, with the reason, in the rejects file(s)."""
         self._check_open()
         line = jsonl.dumps({"reason": reason, "record": raw, "_batch_id": self.batch_id}, default=repr)
-        self._rejects.write_line(line + b"\n")
+        self._rejects.write_lines(line + b"\n", 1)
 
     @property
     def staged_rows(self) -> int:

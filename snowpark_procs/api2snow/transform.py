@@ -160,6 +160,36 @@ def _check_field(spec: FieldSpec, value: Any) -> str | None:
     return None
 
 
+def _fast_check(spec: FieldSpec) -> Callable[[Any], bool]:
+    """A cheap test that accepts the common valid value of one field; anything else goes to _check_field."""
+    lo = -math.inf if spec.min_value is None else spec.min_value
+    hi = math.inf if spec.max_value is None else spec.max_value
+    if spec.kind == "str":
+        choices = spec.choices
+        return lambda v: type(v) is str and v != "" and (choices is None or v in choices)
+    if spec.kind == "timestamp":
+        return lambda v: type(v) is str and _is_normalised_timestamp(v)
+    if spec.kind == "float":
+        return lambda v: (type(v) is float or type(v) is int) and lo <= v <= hi and v == v
+    if spec.kind == "int":
+        return lambda v: type(v) is int and lo <= v <= hi
+    if spec.kind == "bool":
+        return lambda v: type(v) is bool
+    return lambda v: type(v) is dict if spec.kind == "object" else False
+
+
+_CompiledSchema = tuple[tuple[FieldSpec, Callable[[Any], bool]], ...]
+_COMPILED: dict[int, tuple[RecordSchema, _CompiledSchema]] = {}
+
+
+def _compiled(schema: RecordSchema) -> _CompiledSchema:
+    """The schema's fast checks, built once per schema object (keyed by identity: hashing it costs more)."""
+    entry = _COMPILED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = _COMPILED[id(schema)] = (schema, tuple((spec, _fast_check(spec)) for spec in schema.fields))
+    return entry[1]
+
+
 def validate(record: Mapping[str, Any], schema: RecordSchema) -> str | None:
     """Return the first reason ``record`` violates ``schema``, or None when it is valid.
 
@@ -168,11 +198,13 @@ def validate(record: Mapping[str, Any], schema: RecordSchema) -> str | None:
     """
     if not isinstance(record, Mapping):
         return f"record: expected object, got {type(record).__name__}"
-    for spec in schema.fields:
+    for spec, accepts in _compiled(schema):
         value = record.get(spec.name)
         if value is None:
             if spec.required:
                 return f"missing required field {spec.name}"
+            continue
+        if accepts(value):  # per record and per field: the common case must stay cheap
             continue
         reason = _check_field(spec, value)
         if reason is not None:
