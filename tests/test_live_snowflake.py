@@ -14,8 +14,8 @@ Skipped unless API2SNOW_LIVE_CONNECTION names a `snow` connection (~/.snowflake/
   API2SNOW_LIVE_STORAGE_AWS_ROLE_ARN for your bucket. Unset keys come from deploy/envs.yml [dev].
 Run:  API2SNOW_LIVE_CONNECTION=<name> ... .venv/bin/pytest -m snowflake tests/test_live_snowflake.py -v -s
 
-The external access integrations have fixed, account-wide names (snowflake.yml): while this suite runs they
-point at the throwaway database. Use a sandbox account, or redeploy dev afterwards.
+The external access integrations are account-wide, named per environment (dev: API2SNOW_*_EAI_DEV): while
+this suite runs, dev's point at the throwaway database. Use a sandbox account, or redeploy dev afterwards.
 """
 
 from __future__ import annotations

@@ -106,3 +106,21 @@ def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_r
         )
         untouched = set(before[clean_table]) - set(changed)
         assert all(after[i] == before[clean_table][i] for i in untouched)
+
+
+def test_local_stack_applies_exactly_the_sql_that_deploy_runs_and_reapplying_changes_nothing(
+    stack, first_run, monkeypatch
+):
+    from api2snow_cli.deploy import build_plan
+
+    before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
+    applied: list[str] = []
+    execute = stack.execute
+    monkeypatch.setattr(stack, "execute", lambda statement: (applied.append(statement), execute(statement))[1])
+    stack.apply_sql()  # what `api2snow up|run` does on every start
+    plan = build_plan(stack.project, "local", "any", secrets_from_env=False)
+    deployed = {statement for step in plan for statement in step.statements}
+    assert applied and set(applied) <= deployed
+    sql_steps = [s for step in plan if step.kind == "sql" for s in step.statements if s in set(applied)]
+    assert len(sql_steps) == len(applied)
+    assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before
