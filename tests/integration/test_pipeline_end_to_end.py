@@ -116,7 +116,12 @@ def test_local_stack_applies_exactly_the_sql_that_deploy_runs_and_reapplying_cha
     before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
     applied: list[str] = []
     execute = stack.execute
-    monkeypatch.setattr(stack, "execute", lambda statement: (applied.append(statement), execute(statement))[1])
+
+    def recording(statement: str):
+        applied.append(statement)
+        return execute(statement)
+
+    monkeypatch.setattr(stack, "execute", recording)
     stack.apply_sql()  # what `api2snow up|run` does on every start
     plan = build_plan(stack.project, "local", "any", secrets_from_env=False)
     deployed = {statement for step in plan for statement in step.statements}
