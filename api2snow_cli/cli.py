@@ -187,7 +187,7 @@ def up(
     _refuse_if_running("up")
     stack = _start_stack()
     stack_file = _home() / STACK_FILE
-    connection = {k: v for k, v in stack.warehouse.connection_parameters().items()}
+    connection = stack.warehouse.connection_parameters()
     stack_file.write_text(json.dumps({"pid": os.getpid(), "connection": connection}))
     try:
         console.print(f"mock APIs: {stack.mock_apis.urls}")

@@ -37,6 +37,35 @@ class SerializedQueries:
             await self.app(scope, receive, send)
 
 
+_shared_instances: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _share_instances_per_database_folder() -> None:
+    """Make every login with the same FAKESNOW_DB_PATH share one fakesnow instance (one DuckDB).
+
+    fakesnow's server builds a new instance per login, and DuckDB refuses to attach a file that another
+    instance in the process holds: a second session (`api2snow sql` while `api2snow up` runs) would fail.
+    """
+    import fakesnow.server
+
+    if getattr(fakesnow.server.FakeSnow, "_api2snow_shared", False):
+        return
+    original = fakesnow.server.FakeSnow
+
+    def shared(*args: Any, db_path: Any = None, **kwargs: Any) -> Any:
+        if db_path is None or args:
+            return original(*args, db_path=db_path, **kwargs)
+        with _shared_lock:
+            key = str(db_path)
+            if key not in _shared_instances:
+                _shared_instances[key] = original(db_path=db_path, **kwargs)
+            return _shared_instances[key]
+
+    shared._api2snow_shared = True  # type: ignore[attr-defined]
+    fakesnow.server.FakeSnow = shared
+
+
 def _free_port(host: str) -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((host, 0))
@@ -63,6 +92,7 @@ class LocalWarehouse:
         for name in ("fakesnow", "fakesnow.server", "uvicorn", "uvicorn.error"):
             logging.getLogger(name).setLevel(logging.WARNING)  # fakesnow logs every login and failed query
         self.db_path.mkdir(parents=True, exist_ok=True)
+        _share_instances_per_database_folder()
         self.port = _free_port(self.host)
         config = uvicorn.Config(
             SerializedQueries(fakesnow.server.app),
@@ -105,20 +135,18 @@ class LocalWarehouse:
         return self.session.sql(statement, params=params).collect()
 
     def _release_database_file(self) -> None:
-        """Detach the DuckDB file so a later warehouse in this process can attach it again.
-
-        fakesnow keeps a closed session's DuckDB instance alive until garbage collection, and DuckDB
-        refuses to attach one file twice in a process; detaching explicitly makes stop() final.
-        """
+        """Close the shared DuckDB of this folder so a later warehouse in this process can open it again
+        (DuckDB refuses to attach one file twice in a process; closing checkpoints it to disk)."""
         import fakesnow.server
 
         for token, conn in list(fakesnow.server.sessions.items()):
-            if getattr(conn, "db_path", None) != self.db_path:
-                continue
+            if getattr(conn, "db_path", None) == self.db_path:
+                fakesnow.server.sessions.pop(token, None)
+        with _shared_lock:
+            instance = _shared_instances.pop(str(self.db_path), None)
+        if instance is not None:
             with contextlib.suppress(Exception):
-                conn._duck_conn.execute("USE memory")
-                conn._duck_conn.execute(f"DETACH DATABASE IF EXISTS {self.database}")
-            fakesnow.server.sessions.pop(token, None)
+                instance.duck_conn.close()
 
     def stop(self) -> None:
         if self.session is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,17 +149,7 @@ def _extract(
                 max_updated = page_max if max_updated is None else max(max_updated, page_max)
         manifest = writer.close()
         stats = dict(client.stats)
-    return processor.counts, max_updated, _manifest_dict(manifest), stats
-
-
-def _manifest_dict(manifest: Any) -> dict[str, Any]:
-    return {
-        "parts": manifest.parts,
-        "rejects": manifest.rejects,
-        "bucket": manifest.bucket,
-        "staged_rows": manifest.staged_rows,
-        "rejected_rows": manifest.rejected_rows,
-    }
+    return processor.counts, max_updated, asdict(manifest), stats
 
 
 def _iso(value: datetime | None) -> str | None:

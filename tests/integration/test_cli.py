@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,26 @@ def test_bad_sql_is_one_line_and_a_non_zero_exit(home):
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_sql_and_status_reach_a_running_up_stack_and_run_refuses(tmp_path):
+    env = {**os.environ, "API2SNOW_HOME": str(tmp_path)}
+    up = subprocess.Popen([str(CLI), "up", "--every", "0"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "stack.json").exists():
+            assert up.poll() is None, up.stderr.read()
+            assert time.monotonic() < deadline, "api2snow up did not start within 120 s"
+            time.sleep(0.5)
+        count = "SELECT COUNT(*) AS n FROM VIDEO_ANALYTICS.OPS.PIPELINE_CONFIG"
+        query = api2snow(tmp_path, "sql", "-q", count, "--format", "json")
+        assert query.returncode == 0, query.stderr
+        assert json.loads(query.stdout)[0]["N"] > 0
+        refused = api2snow(tmp_path, "run")
+        assert refused.returncode == 1 and "already running" in refused.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert up.returncode == 0
+    assert not (tmp_path / "stack.json").exists()
