@@ -7,6 +7,7 @@ record maps onto the normalised model. Everything else (rate limiting, retries, 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ from ..settings import Settings
 from ..transform import RecordSchema
 
 
-class Source:
+class Source(ABC):
     """Base class of one API source; subclasses override the hooks below."""
 
     name: ClassVar[str]
@@ -38,22 +39,23 @@ class Source:
     def base_url(self, settings: Settings) -> str:
         return settings.get(f"{self.name}_base_url")
 
+    @abstractmethod
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         """Credentials from the platform's secrets, never from settings or code."""
-        raise NotImplementedError(f"source {self.name} must define auth()")
 
+    @abstractmethod
     def first_request(self, since: datetime | None) -> PageRequest:
         """The request for the first page of records updated after `since` (None: everything)."""
-        raise NotImplementedError(f"source {self.name} must define first_request()")
 
+    @abstractmethod
     def paginator(self) -> Paginator:
-        raise NotImplementedError(f"source {self.name} must define paginator()")
+        """A fresh paginator for one extract (paginators keep state)."""
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
         """(payload, records) of one page; raise ValueError when the body is not what the API promises."""
         payload = response.json()
         return payload, payload
 
+    @abstractmethod
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Map one wire record onto the normalised model; KeyError/ValueError/TypeError reject it."""
-        raise NotImplementedError(f"source {self.name} must define normalize()")
