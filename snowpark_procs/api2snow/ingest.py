@@ -136,13 +136,9 @@ def _extract(
     with requests.Session() as http, api_client(source, platform, settings, http) as client, writer:
         pages = client.pages(source.first_request(since), source.paginator(), source.parse_page)
         for page in prefetched(pages):
-            staged = []
-            for raw in page:
-                outcome = processor.process(raw)
-                if outcome.kind == "staged":
-                    staged.append(outcome.record)
-                elif outcome.kind == "rejected":
-                    writer.reject(raw, outcome.reason)
+            staged, rejected = processor.process_page(page)
+            for raw, reason in rejected:
+                writer.reject(raw, reason)
             if staged:
                 writer.write_many(staged)
                 page_max = max(record[source.updated_field] for record in staged)

@@ -237,8 +237,7 @@ class S3BatchWriter:
         if not records:
             return
         self._check_open()
-        dumps = jsonl.dumps
-        self._parts.write_lines(b"\n".join([dumps(r) for r in records]) + b"\n", len(records))
+        self._parts.write_lines(jsonl.dumps_lines(records), len(records))
 
     def reject(self, raw: Any, reason: str) -> None:
         """Record a raw input that could not be staged, with the reason, in the rejects file(s)."""

@@ -31,6 +31,7 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1)
 # Epoch values above this magnitude are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973-03-03.
 _EPOCH_MS_THRESHOLD = 1e11
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999, the last millisecond datetime can hold
 
 
 def to_utc_iso(value: Any) -> str:
@@ -40,6 +41,8 @@ def to_utc_iso(value: Any) -> str:
     and int/float epoch seconds or milliseconds (``abs(value) > 1e11`` means milliseconds).
     Raises ``ValueError("unparseable timestamp: ...")`` for anything else, including bools and None.
     """
+    if type(value) is int and _EPOCH_MS_THRESHOLD < value < _MAX_EPOCH_MS:  # the common epoch-ms case, first
+        return (_EPOCH + timedelta(milliseconds=value)).isoformat(timespec="microseconds")
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.strip())  # C fast path; handles Z and offsets on 3.11+
@@ -343,6 +346,26 @@ class RecordProcessor:
         self.duplicates = 0
 
     def process(self, raw: dict[str, Any]) -> Outcome:
+        kind, value = self._classify(raw)
+        if kind == "rejected":
+            return Outcome(kind, reason=value)
+        return Outcome(kind, record=value)
+
+    def process_page(self, raws: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+        """One page at once: (records to stage, [(raw, reason)] to reject); duplicates are only counted."""
+        staged: list[dict[str, Any]] = []
+        rejected: list[tuple[Any, str]] = []
+        classify = self._classify
+        for raw in raws:
+            kind, value = classify(raw)
+            if kind == "staged":
+                staged.append(value)
+            elif kind == "rejected":
+                rejected.append((raw, value))
+        return staged, rejected
+
+    def _classify(self, raw: dict[str, Any]) -> tuple[OutcomeKind, Any]:
+        """(kind, normalised record or reject reason); a plain tuple, as this runs once per record."""
         self.fetched += 1
         try:
             record = self.normalize(raw)
@@ -360,14 +383,14 @@ class RecordProcessor:
             return self._reject(f"missing id or update time ({self.id_field}, {self.updated_field})")
         if not self.deduper.offer(record_id, updated_at):
             self.duplicates += 1
-            return Outcome("duplicate", record=record)
+            return "duplicate", record
         record["_batch_id"] = self.batch_id
         self.staged += 1
-        return Outcome("staged", record=record)
+        return "staged", record
 
-    def _reject(self, reason: str) -> Outcome:
+    def _reject(self, reason: str) -> tuple[OutcomeKind, str]:
         self.rejected += 1
-        return Outcome("rejected", reason=reason)
+        return "rejected", reason
 
     @property
     def counts(self) -> dict[str, int]:

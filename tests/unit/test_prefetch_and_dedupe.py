@@ -72,3 +72,30 @@ def test_deduper_memory_is_bounded_by_its_window():
     assert len(deduper) == 1000
     assert not deduper.offer("id-49999", "2026-01-01T00:00:00.000000")  # recent: still a duplicate
     assert deduper.offer("id-0", "2026-01-01T00:00:00.000000")  # far back: staged, the MERGE keeps one row
+
+
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_dumps_lines_matches_per_record_dumps_on_both_paths(monkeypatch, use_orjson):
+    from api2snow import jsonl
+
+    if not use_orjson:
+        monkeypatch.setattr(jsonl, "_orjson", None)
+    records = [{"id": "a", "v": 1.5, "s": "ünïcode"}, {"id": "b", "v": float("nan"), "s": None}]
+    assert jsonl.dumps_lines(records) == b"".join(jsonl.dumps(r) + b"\n" for r in records)
+    assert jsonl.dumps_lines(records).splitlines()[1] == b'{"id":"b","v":null,"s":null}'
+
+
+def test_process_page_splits_a_page_and_keeps_the_invariant():
+    from api2snow.sources import get_source
+    from api2snow.transform import EVENT_SCHEMA, RecordProcessor
+
+    source = get_source("api_b")
+    processor = RecordProcessor(source.normalize, EVENT_SCHEMA, "event_id", "updated_at", "batch-1")
+    good = {"eventId": 1, "eventKind": "MOTION", "cameraRef": "cam-001", "label": "Animal", "score": 50,
+            "timestampMs": 1764150000000, "modifiedMs": 1764150000001, "durationSec": 0.5}
+    bad = {**good, "eventId": 2, "timestampMs": "not-a-date"}
+    staged, rejected = processor.process_page([good, bad, dict(good)])
+    assert [r["event_id"] for r in staged] == ["b-1"] and staged[0]["_batch_id"] == "batch-1"
+    assert [raw["eventId"] for raw, _ in rejected] == [2]
+    assert rejected[0][1] == "normalize: unparseable timestamp: 'not-a-date'"
+    assert processor.counts == {"fetched": 3, "staged": 1, "rejected": 1, "duplicates": 1}
