@@ -9,6 +9,7 @@ and runs the pipe's own SELECT list over the file's rows, with $1 and METADATA$ 
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import threading
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ LOAD_HISTORY_DDL = """CREATE TABLE IF NOT EXISTS {database}.OPS.LOCAL_PIPE_LOAD_
     FILE_NAME STRING NOT NULL,
     ROW_COUNT NUMBER,
     STATUS STRING,
+    FIRST_ERROR_MESSAGE STRING,
     LAST_LOAD_TIME TIMESTAMP_NTZ
+)"""
+# Lines of the file being loaded; the load into RAW is then one INSERT ... SELECT: a file loads whole or not.
+LANDING_DDL = """CREATE TABLE IF NOT EXISTS {database}.OPS.LOCAL_PIPE_LANDING (
+    LINE STRING,
+    FILE_NAME STRING,
+    FILE_ROW_NUMBER NUMBER
 )"""
 INSERT_CHUNK_ROWS = 400
 
@@ -102,6 +110,24 @@ class LocalPipeLoader:
 
     def ensure_history_table(self) -> None:
         self.session.sql(LOAD_HISTORY_DDL.format(database=self.database)).collect()
+        self.session.sql(  # homes created before the column existed
+            f"ALTER TABLE {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
+            "ADD COLUMN IF NOT EXISTS FIRST_ERROR_MESSAGE STRING"
+        ).collect()
+        self.session.sql(LANDING_DDL.format(database=self.database)).collect()
+
+    def load_errors(self, table: str, file_names: list[str]) -> dict[str, str]:
+        """Files among `file_names` whose load into `table` failed, with the error (like COPY_HISTORY)."""
+        pipes = [p.name for p in self.pipes.values() if p.table == table.upper()]
+        if not pipes or not file_names:
+            return {}
+        rows = self.session.sql(
+            f"SELECT file_name, first_error_message FROM {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
+            f"WHERE status = 'Load failed' AND pipe_name IN ({', '.join('?' for _ in pipes)})",
+            params=pipes,
+        ).collect()
+        wanted = set(file_names)
+        return {r["FILE_NAME"]: r["FIRST_ERROR_MESSAGE"] for r in rows if r["FILE_NAME"] in wanted}
 
     def _stage_location(self, stage: str) -> tuple[str, str]:
         database, schema, name = stage.split(".")
@@ -128,18 +154,25 @@ class LocalPipeLoader:
             bucket, stage_root = self._stages[pipe.stage]
             base = stage_root + pipe.path
             done = self._loaded_files(pipe)
-            loaded = []
+            loaded: list[dict[str, Any]] = []
+            failed: list[str] = []
             for key in self._list(bucket, base + prefix):
                 file_name = key[len(stage_root) :]  # METADATA$FILENAME is relative to the stage
                 if file_name in done or (pipe.pattern and not re.fullmatch(pipe.pattern, file_name)):
                     continue
-                rows = self._load_file(pipe, bucket, key, file_name)
+                try:
+                    rows = self._load_file(pipe, bucket, key, file_name)
+                except Exception as exc:  # like Snowpipe: the file is marked failed, the refresh goes on
+                    self._record(pipe, file_name, 0, "Load failed", f"{type(exc).__name__}: {exc}"[:1000])
+                    failed.append(file_name)
+                    continue
                 loaded.append({"file": file_name, "rows": rows})
         return {
             "pipe": pipe.name,
             "prefix": prefix,
             "files_loaded": len(loaded),
             "rows_loaded": sum(f["rows"] for f in loaded),
+            "files_failed": failed,
         }
 
     def _list(self, bucket: str, prefix: str) -> list[str]:
@@ -152,24 +185,34 @@ class LocalPipeLoader:
         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         text = gzip.decompress(body).decode("utf-8") if key.endswith(".gz") else body.decode("utf-8")
         lines = [line for line in text.splitlines() if line.strip()]
-        columns = ", ".join(pipe.columns)
-        select = pipe.select_over_landing()
+        for number, line in enumerate(lines, start=1):  # checked here: fakesnow answers a bad line with HTTP
+            try:  # 500, which the connector retries for about 40 s before giving up
+                json.loads(line)
+            except ValueError as exc:
+                raise PipeError(f"{file_name} line {number}: invalid JSON: {exc}") from None
+        landing = f"{self.database}.OPS.LOCAL_PIPE_LANDING"
+        self.session.sql(f"DELETE FROM {landing}").collect()
         for start in range(0, len(lines), INSERT_CHUNK_ROWS):
             chunk = lines[start : start + INSERT_CHUNK_ROWS]
-            values = ", ".join("(?, ?, ?)" for _ in chunk)
             params: list[Any] = []
             for offset, line in enumerate(chunk, start=start + 1):
                 params += [line, file_name, offset]
-            self.session.sql(
-                f"INSERT INTO {pipe.table} ({columns}) SELECT {select} FROM ("
-                f"SELECT PARSE_JSON(column1) AS payload, column2 AS file_name, column3 AS file_row_number, "
-                f"CURRENT_TIMESTAMP() AS start_scan_time FROM VALUES {values}) AS landing",
-                params=params,
-            ).collect()
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            self.session.sql(f"INSERT INTO {landing} VALUES {values}", params=params).collect()
+        self.session.sql(
+            f"INSERT INTO {pipe.table} ({', '.join(pipe.columns)}) SELECT {pipe.select_over_landing()} FROM ("
+            "SELECT PARSE_JSON(line) AS payload, file_name, file_row_number, "
+            f"CURRENT_TIMESTAMP() AS start_scan_time FROM {landing}) AS landing"
+        ).collect()
+        self._record(pipe, file_name, len(lines), "Loaded", None)
+        return len(lines)
+
+    def _record(
+        self, pipe: PipeDefinition, file_name: str, rows: int, status: str, error: str | None
+    ) -> None:
         self.session.sql(
             f"INSERT INTO {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
-            "(pipe_name, file_name, row_count, status, last_load_time) "
-            "SELECT ?, ?, ?, 'Loaded', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
-            params=[pipe.name, file_name, len(lines)],
+            "(pipe_name, file_name, row_count, status, first_error_message, last_load_time) "
+            "SELECT ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+            params=[pipe.name, file_name, rows, status, error],
         ).collect()
-        return len(lines)

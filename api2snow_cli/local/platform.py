@@ -72,6 +72,9 @@ class LocalPlatform:
     def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
         return self.loader.refresh(pipe, prefix)
 
+    def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
+        return self.loader.load_errors(table, file_names)
+
     def set_return_value(self, session: Any, value: str) -> None:
         call = current_call()
         if call is not None and run_context() is not None:

@@ -27,6 +27,10 @@ class LoadTimeout(RuntimeError):
     """Snowpipe did not load every staged part within the timeout."""
 
 
+class LoadFailed(RuntimeError):
+    """Snowpipe reported a staged file of a batch as failed: waiting longer would not help."""
+
+
 def _batch_prefix(key: str, root: str) -> str:
     """The refresh PREFIX of a staged file: its folder relative to the pipe's stage path `root`."""
     folder = posixpath.dirname(key) + "/"
@@ -74,8 +78,24 @@ def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> list[
     return missing
 
 
+def _fail_fast(
+    session: Any, platform: Platform, settings: Settings, batch: BatchRecord, missing: list[str]
+) -> None:
+    """Raise LoadFailed when the pipe's load history shows a missing file of the batch as failed."""
+    source = get_source(batch.source)
+    for table, root in ((source.raw_table, f"source={source.name}/"), (REJECTS_TABLE, "_rejects/")):
+        names = [key for key in missing if key.startswith(root)]
+        errors = platform.load_errors(session, settings.table(table), names) if names else {}
+        if errors:
+            file_name, error = next(iter(errors.items()))
+            raise LoadFailed(
+                f"{batch.source} batch {batch.batch_id}: Snowpipe failed to load {file_name}: {error}"
+            )
+
+
 def wait_for_load(
     session: Any,
+    platform: Platform,
     settings: Settings,
     timeout_s: float,
     poll_s: float = 5.0,
@@ -88,7 +108,9 @@ def wait_for_load(
     while True:
         still = []
         for batch in pending:
-            if missing_parts(session, settings, batch):
+            missing = missing_parts(session, settings, batch)
+            if missing:
+                _fail_fast(session, platform, settings, batch, missing)
                 still.append(batch)
                 continue
             _mark_loaded(session, settings, batch)

@@ -48,6 +48,9 @@ class Platform(Protocol):
     def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
         """Queue the files under `prefix` (relative to the pipe's stage path) for loading."""
 
+    def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
+        """Of `file_names` (relative to the stage), those whose load into `table` failed: file -> error."""
+
     def set_return_value(self, session: Any, value: str) -> None:
         """Show `value` as the current task's return value; a no-op outside a task."""
 
@@ -94,6 +97,18 @@ class SnowflakePlatform:
         quoted = prefix.replace("'", "''")
         rows = session.sql(f"ALTER PIPE {pipe} REFRESH PREFIX = '{quoted}'").collect()
         return {"pipe": pipe, "prefix": prefix, "files_queued": len(rows)}
+
+    def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
+        database = table.split(".")[0]
+        rows = session.sql(
+            f"SELECT file_name, first_error_message FROM TABLE({database}.INFORMATION_SCHEMA.COPY_HISTORY("
+            "TABLE_NAME => ?, START_TIME => DATEADD('day', -14, CURRENT_TIMESTAMP()))) "
+            "WHERE status IN ('Load failed', 'Partially loaded')",
+            params=[table],
+        ).collect()
+        wanted = set(file_names)
+        failed = {r["FILE_NAME"]: r["FIRST_ERROR_MESSAGE"] or "load failed" for r in rows}
+        return {name: error for name, error in failed.items() if name in wanted}
 
     def _current_task(self, session: Any) -> str | None:
         return session.sql("SELECT SYSTEM$CURRENT_USER_TASK_NAME() AS name").collect()[0]["NAME"]

@@ -47,7 +47,7 @@ def refresh_pipe(session: Any, source: str) -> dict[str, Any]:
 def wait_for_load(session: Any, timeout_seconds: int = 900) -> dict[str, Any]:
     def work(platform: Platform, settings: Settings) -> dict[str, Any]:
         poll = float(settings.get("load_poll_seconds", "5"))
-        return loading.wait_for_load(session, settings, float(timeout_seconds), poll_s=poll)
+        return loading.wait_for_load(session, platform, settings, float(timeout_seconds), poll_s=poll)
 
     return _run(session, work)
 

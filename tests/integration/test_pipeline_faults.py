@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import time
+
 import boto3
 import pytest
-from api2snow.loading import LoadTimeout
+from api2snow.loading import LoadFailed, LoadTimeout
 from api2snow.quality import DataQualityError
 
 from ..conftest import start_stack
@@ -107,3 +110,27 @@ def test_wait_for_load_times_out_with_a_clear_error_and_keeps_the_watermark(faul
     with pytest.raises(LoadTimeout, match=r"within 1s: api_b batch .*: 1 part\(s\) not loaded"):
         faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)")
     assert scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'") == watermark
+
+
+def test_wait_for_load_fails_fast_when_snowpipe_rejects_a_file(faulty):
+    db = faulty.database
+    faulty.mock_apis.set_faults("api_a", error_rate=0.0, malformed_page_rate=0.0, invalid_record_rate=0.0)
+    faulty.mock_apis.clock.advance(3600)
+    assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_A()")
+    s3 = boto3.client("s3", endpoint_url=faulty.s3.endpoint_url, region_name="us-east-1",
+                      aws_access_key_id="k", aws_secret_access_key="s")
+    bucket = faulty.project.env["bucket"]
+    batch_id = scalar(faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' "
+                              "AND status = 'STAGED'")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_a/")["Contents"]
+            if batch_id in o["Key"]]
+    assert len(keys) == 1
+    s3.put_object(Bucket=bucket, Key=keys[0], Body=gzip.compress(b"{not json\n"))
+    started = time.monotonic()
+    faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_a')")
+    expected = rf"api_a batch {batch_id}: Snowpipe failed to load {keys[0]}: .*invalid JSON"
+    with pytest.raises(LoadFailed, match=expected):
+        faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(120)")
+    assert time.monotonic() - started < 20
+    status = scalar(faulty, f"SELECT status FROM {db}.OPS.BATCH_LEDGER WHERE batch_id = ?", [batch_id])
+    assert status == "STAGED"
