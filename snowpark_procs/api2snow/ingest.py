@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -55,12 +56,19 @@ def s3_client(platform: Platform, settings: Settings) -> Any:
     )
 
 
-def api_client(source: Source, platform: Platform, settings: Settings, http: requests.Session) -> ApiClient:
+def api_client(
+    source: Source, platform: Platform, settings: Settings, http: requests.Session,
+    earlier_requests: Sequence[float] = (),
+) -> ApiClient:
+    """The source's client; its limiter starts with the requests an earlier run sent (epoch seconds)."""
     limit = settings.get_int(f"{source.name}_rate_limit_per_min", source.rate_limit_per_min)
+    limiter = RateLimiter(max_requests=limit, per_seconds=60.0)
+    now = time.time()
+    limiter.seed([now - sent for sent in earlier_requests])
     return ApiClient(
         base_url=source.base_url(settings),
         auth=source.auth(platform, settings, http),
-        rate_limiter=RateLimiter(max_requests=limit, per_seconds=60.0),
+        rate_limiter=limiter,
         retry_policy=RetryPolicy(max_attempts=settings.get_int("http_max_attempts", 6)),
         http=http,
     )
@@ -93,7 +101,10 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         partition_prefix(source.name, now),
     )
     try:
-        counts, max_updated, manifest, stats = _extract(source, platform, settings, since, batch_id, now)
+        counts, max_updated, manifest, stats = _extract(
+            source, platform, settings, since, batch_id, now,
+            earlier_requests=ledger.recent_request_times(session, settings, source.name),
+        )
     except Exception as exc:
         ledger.fail_batch(session, settings, batch_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -118,7 +129,9 @@ def _extract(
     since: datetime | None,
     batch_id: str,
     partition_time: datetime,
+    earlier_requests: Sequence[float] = (),
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
+    """Pages -> records -> parts for one batch; `earlier_requests` are a previous run's sends (epoch s)."""
     processor = RecordProcessor(
         source.normalize, source.schema, source.id_field, source.updated_field, batch_id
     )
@@ -133,7 +146,9 @@ def _extract(
         sse=settings.get("s3_sse", "AES256"),
         kms_key_id=settings.values.get("s3_kms_key_id") or None,
     )
-    with requests.Session() as http, api_client(source, platform, settings, http) as client, writer:
+    http = requests.Session()
+    client = api_client(source, platform, settings, http, earlier_requests)
+    with http, client, writer:
         pages = client.pages(source.first_request(since), source.paginator(), source.parse_page)
         for page in prefetched(pages):
             staged, rejected = processor.process_page(page)
@@ -144,7 +159,9 @@ def _extract(
                 page_max = max(record[source.updated_field] for record in staged)
                 max_updated = page_max if max_updated is None else max(max_updated, page_max)
         manifest = writer.close()
-        stats = dict(client.stats)
+        now = time.time()  # the next run seeds its limiter with these (wall clock: it is another process)
+        sent = [round(now - age, 3) for age in client.rate_limiter.recent_sends()]
+        stats = {**client.stats, "recent_request_times": sent}
     return processor.counts, max_updated, asdict(manifest), stats
 
 

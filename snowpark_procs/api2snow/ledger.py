@@ -53,6 +53,16 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
     ).collect()
 
 
+def recent_request_times(session: Any, settings: Settings, source: str) -> list[float]:
+    """Epoch seconds of the requests the newest batch of `source` sent within its last rate-limit window."""
+    rows = session.sql(
+        f"SELECT http_stats:recent_request_times::STRING AS times FROM {settings.table('OPS.BATCH_LEDGER')} "
+        "WHERE source = ? AND http_stats IS NOT NULL ORDER BY staged_at DESC NULLS LAST LIMIT 1",
+        params=[source],
+    ).collect()
+    return [float(t) for t in json.loads(rows[0]["TIMES"] or "[]")] if rows else []
+
+
 def batch_status(session: Any, settings: Settings, batch_id: str) -> str | None:
     rows = session.sql(
         f"SELECT status FROM {settings.table('OPS.BATCH_LEDGER')} WHERE batch_id = ?", params=[batch_id]

@@ -129,3 +129,18 @@ def test_local_stack_applies_exactly_the_sql_that_deploy_runs_and_reapplying_cha
     sql_steps = [s for step in plan if step.kind == "sql" for s in step.statements if s in set(applied)]
     assert len(sql_steps) == len(applied)
     assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before
+
+
+def test_the_ledger_keeps_each_batchs_recent_requests_for_the_next_runs_rate_limiter(stack, first_run):
+    from api2snow import ledger
+    from api2snow.platform import get_platform
+    from api2snow.settings import load_settings
+
+    newest = stack.session.sql(
+        f"SELECT http_stats:requests::NUMBER AS requests FROM {stack.database}.OPS.BATCH_LEDGER "
+        "WHERE source = 'api_a' ORDER BY staged_at DESC LIMIT 1"
+    ).collect()[0]
+    times = ledger.recent_request_times(stack.session, load_settings(stack.session, get_platform()), "api_a")
+    # this batch's own requests plus the earlier runs' that were still inside its window (seeded)
+    assert 0 < newest["REQUESTS"] <= len(times) <= 100
+    assert times == sorted(times) and times[-1] - times[0] < 60.25

@@ -126,3 +126,27 @@ def test_rejects_nonsense_configuration(kwargs: dict) -> None:
 
 def test_repr_is_informative() -> None:
     assert repr(RateLimiter(100, 60)) == "RateLimiter(100/60s, margin=0.25s)"
+
+
+def test_seeded_sends_of_an_earlier_run_count_against_the_window():
+    clock = {"now": 1000.0}
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock["now"] += seconds
+
+    limiter = RateLimiter(5, per_seconds=60.0, margin_s=0.25, clock=lambda: clock["now"], sleep=sleep)
+    limiter.seed([10.0, 10.0, 9.0, 8.0, 7.0])  # an earlier process used the whole window 7-10 s ago
+    assert limiter.acquire() == pytest.approx(50.25)  # the oldest leaves the window 60.25 s after it was sent
+    assert [round(age, 2) for age in limiter.recent_sends()] == [59.25, 58.25, 57.25, 0.0]
+
+
+def test_recent_sends_reports_only_what_still_counts():
+    clock = {"now": 0.0}
+    limiter = RateLimiter(3, per_seconds=60.0, margin_s=0.0, clock=lambda: clock["now"], sleep=lambda s: None)
+    limiter.acquire()
+    clock["now"] = 30.0
+    limiter.acquire()
+    clock["now"] = 70.0
+    assert limiter.recent_sends() == [40.0]

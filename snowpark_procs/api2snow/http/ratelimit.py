@@ -62,6 +62,24 @@ class RateLimiter:
             self._sleep(pause)
             waited += pause
 
+    def recent_sends(self) -> list[float]:
+        """Ages (seconds) of the sends that still count against the window, oldest first."""
+        with self._lock:
+            now = self._clock()
+            horizon = self.per_seconds + self.margin_s
+            return [now - sent for sent in self._sent if now - sent < horizon]
+
+    def seed(self, ages: list[float]) -> None:
+        """Count sends made `ages` seconds ago by an earlier run with the same credentials.
+
+        The server's window does not restart with a new process: a run started seconds after another
+        (a task retry, a manual CALL) must see the requests the first one already spent.
+        """
+        with self._lock:
+            now = self._clock()
+            for age in sorted((a for a in ages if a >= 0), reverse=True):
+                self._sent.append(now - age)
+
     def defer(self, seconds: float) -> None:
         """Make every caller wait until `seconds` from now (the server told us so via Retry-After)."""
         with self._lock:
