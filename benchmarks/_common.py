@@ -189,6 +189,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     def run() -> int:
         counts, _max_updated, manifest, stats = ingest._extract(
             source, BenchPlatform(), settings, since, str(uuid.uuid4()), ANCHOR.replace(tzinfo=None),
+            earlier_requests=spec.get("earlier_requests", ()),  # what the ledger hands the next run
         )
         out.update(counts=counts, parts=len(manifest["parts"]), http=stats)
         return counts["staged"]
