@@ -58,7 +58,8 @@ SELECT
 FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
 GROUP BY source, occurred_at::DATE, category;
 
--- How current each source is: newest event, newest update, newest load, and their age in minutes.
+-- How current each source is: newest event, newest update, newest RAW row, newest batch confirmed loaded
+-- (an empty batch counts: it proves the pipeline ran), and their age in minutes.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS AS
 WITH loads AS (
     SELECT
@@ -70,6 +71,15 @@ WITH loads AS (
         'api_b' AS source,
         MAX(loaded_at) AS last_loaded_at
     FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+),
+
+batches AS (
+    SELECT
+        source,
+        MAX(loaded_at) AS last_batch_loaded_at
+    FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
+    WHERE status IN ('LOADED', 'MERGED')
+    GROUP BY source
 ),
 
 events AS (
@@ -87,12 +97,18 @@ SELECT
     events.last_event_at,
     events.last_updated_at,
     loads.last_loaded_at,
+    batches.last_batch_loaded_at,
     COALESCE(events.clean_rows, 0) AS clean_rows,
     DATEDIFF('minute', events.last_event_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS minutes_since_last_event,
-    DATEDIFF('minute', loads.last_loaded_at, CURRENT_TIMESTAMP()) AS minutes_since_last_load
+    DATEDIFF('minute', loads.last_loaded_at, CURRENT_TIMESTAMP()) AS minutes_since_last_load,
+    DATEDIFF(
+        'minute', batches.last_batch_loaded_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+    ) AS minutes_since_last_batch
 FROM loads
 LEFT JOIN events
-    ON loads.source = events.source;
+    ON loads.source = events.source
+LEFT JOIN batches
+    ON loads.source = batches.source;
 
 -- Categories ranked by events over the last 7 days, all sources together.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_TOP_CATEGORIES AS

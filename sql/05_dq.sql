@@ -46,7 +46,7 @@ ledger_stats AS (
 freshness AS (
     SELECT
         source,
-        minutes_since_last_load,
+        minutes_since_last_batch,
         minutes_since_last_event
     FROM <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS
 ),
@@ -92,10 +92,10 @@ SELECT
     'freshness_load_minutes' AS check_name,
     source,
     'error' AS severity,
-    minutes_since_last_load::FLOAT AS observed_value,
+    minutes_since_last_batch::FLOAT AS observed_value,
     120::FLOAT AS threshold,
-    COALESCE(minutes_since_last_load <= 120, FALSE) AS passed,
-    'minutes since the newest RAW load' AS details
+    COALESCE(minutes_since_last_batch <= 120, FALSE) AS passed,
+    'minutes since a batch of the source was last confirmed loaded (empty batches count)' AS details
 FROM freshness
 UNION ALL
 SELECT
