@@ -35,10 +35,28 @@ BATCH_NAMESPACE = uuid.UUID("6f1c1a52-7d4e-4d0b-9a59-0b1f5e0c2a10")
 AWS_SECRET_KEY = "aws_s3"
 
 
-def batch_id_for(source: str, since: datetime | None, window_hour: datetime) -> str:
-    """Deterministic for a window: the same source, watermark and hour always give the same id."""
+def batch_id_for(source: str, since: datetime | None, window_hour: datetime, sequence: int = 0) -> str:
+    """Deterministic for a window: the same source, watermark, hour (and sequence) give the same id."""
     since_text = since.isoformat() if since else "beginning"
-    return str(uuid.uuid5(BATCH_NAMESPACE, f"{source}|{since_text}|{window_hour.isoformat()}"))
+    name = f"{source}|{since_text}|{window_hour.isoformat()}" + (f"|{sequence}" if sequence else "")
+    return str(uuid.uuid5(BATCH_NAMESPACE, name))
+
+
+def next_batch_id(
+    session: Any, settings: Settings, source: str, since: datetime | None, hour: datetime
+) -> str:
+    """The window's batch id; after a MERGED batch of the same window, the next one in its sequence.
+
+    A batch that completed without moving the watermark (it staged nothing, or only rejects) leaves the
+    window open; data that arrives later in the same hour must not reuse its id, S3 keys and load history.
+    A STAGED, LOADED or FAILED batch keeps its id, so a retry finishes or redoes that same batch.
+    """
+    sequence = 0
+    while True:
+        batch_id = batch_id_for(source, since, hour, sequence)
+        if ledger.batch_status(session, settings, batch_id) != ledger.MERGED:
+            return batch_id
+        sequence += 1
 
 
 def s3_client(platform: Platform, settings: Settings) -> Any:
@@ -80,7 +98,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     now = datetime.now(UTC).replace(tzinfo=None)
     window_hour = now.replace(minute=0, second=0, microsecond=0)
     since = ledger.read_watermark(session, settings, source.name) if source.incremental else None
-    batch_id = batch_id_for(source.name, since, window_hour)
+    batch_id = next_batch_id(session, settings, source.name, since, window_hour)
     summary: dict[str, Any] = {"source": source.name, "batch_id": batch_id, "since": _iso(since)}
 
     existing = ledger.batch_status(session, settings, batch_id)

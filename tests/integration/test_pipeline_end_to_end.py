@@ -86,6 +86,9 @@ def test_second_run_without_new_data_changes_no_clean_row(stack, first_run):
     assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before
     batches = batches_of_run(stack, run_id)
     assert batches["api_a"]["FETCHED"] == 0 and batches["api_b"]["FETCHED"] == 0
+    # the camera directory is read in full each run: the same window again gets the next id, not the old one
+    assert batches["api_c"]["BATCH_ID"] != batches_of_run(stack, first_run)["api_c"]["BATCH_ID"]
+    assert batches_of_run(stack, first_run)["api_c"]["STATUS"] == "MERGED"
 
 
 def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_run):
