@@ -44,8 +44,8 @@ def batch_id_for(source: str, since: datetime | None, window_hour: datetime, seq
 
 def next_batch_id(
     session: Any, settings: Settings, source: str, since: datetime | None, hour: datetime
-) -> str:
-    """The window's batch id; after a MERGED batch of the same window, the next one in its sequence.
+) -> tuple[str, str | None]:
+    """The window's batch id and its ledger status; after a MERGED batch of the window, the next id.
 
     A batch that completed without moving the watermark (it staged nothing, or only rejects) leaves the
     window open; data that arrives later in the same hour must not reuse its id, S3 keys and load history.
@@ -54,8 +54,9 @@ def next_batch_id(
     sequence = 0
     while True:
         batch_id = batch_id_for(source, since, hour, sequence)
-        if ledger.batch_status(session, settings, batch_id) != ledger.MERGED:
-            return batch_id
+        status = ledger.batch_status(session, settings, batch_id)
+        if status != ledger.MERGED:
+            return batch_id, status
         sequence += 1
 
 
@@ -98,10 +99,8 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     now = datetime.now(UTC).replace(tzinfo=None)
     window_hour = now.replace(minute=0, second=0, microsecond=0)
     since = ledger.read_watermark(session, settings, source.name) if source.incremental else None
-    batch_id = next_batch_id(session, settings, source.name, since, window_hour)
+    batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
     summary: dict[str, Any] = {"source": source.name, "batch_id": batch_id, "since": _iso(since)}
-
-    existing = ledger.batch_status(session, settings, batch_id)
     if existing in (ledger.STAGED, ledger.LOADED):
         log.info(
             "batch %s of %s is already %s; not fetching the window again", batch_id, source.name, existing
