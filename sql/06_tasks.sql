@@ -8,7 +8,7 @@
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.ROOT
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     SCHEDULE = '<% ctx.env.task_schedule %>'
-    CONFIG = '{"env": "<% ctx.env.env_name %>", "wait_timeout_s": 900}'
+    CONFIG = '{"env": "<% ctx.env.env_name %>"}'
     TASK_AUTO_RETRY_ATTEMPTS = 2
     SUSPEND_TASK_AFTER_NUM_FAILURES = 3
     USER_TASK_TIMEOUT_MS = 3600000

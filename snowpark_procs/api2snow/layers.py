@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import ledger
 from .settings import Settings
+from .sources import SOURCES
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,18 @@ def merge_loaded_batches(session: Any, settings: Settings, target: CleanTarget, 
     )
     rows = session.sql(statement).collect()
     return _affected(rows)
+
+
+def build_clean(session: Any, settings: Settings) -> dict[str, Any]:
+    """MERGE every LOADED batch of every source into CLEAN, then mark those batches MERGED."""
+    merged: dict[str, Any] = {}
+    for source in SOURCES.values():
+        batch_ids = [b.batch_id for b in ledger.batches(session, settings, ledger.LOADED, source.name)]
+        target = CleanTarget(source.name, source.staging_view, source.clean_table, source.clean_key)
+        rows = merge_loaded_batches(session, settings, target, batch_ids)
+        ledger.set_status(session, settings, batch_ids, ledger.MERGED)
+        merged[source.name] = {"batches": len(batch_ids), "rows_merged": rows}
+    return {"merged": merged}
 
 
 def refresh_daily_summary(session: Any, settings: Settings) -> int:

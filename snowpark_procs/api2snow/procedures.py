@@ -7,17 +7,14 @@ value to a short JSON summary (what Snowsight shows on the graph) and returns th
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import layers, ledger, loading, quality, reporting
+from . import layers, loading, quality, reporting
 from .ingest import run_ingest
 from .platform import Platform, get_platform
 from .settings import Settings, load_settings
-from .sources import SOURCES, get_source
-
-log = logging.getLogger("api2snow")
+from .sources import get_source
 
 
 def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> dict[str, Any]:
@@ -53,21 +50,7 @@ def wait_for_load(session: Any, timeout_seconds: int = 900) -> dict[str, Any]:
 
 
 def build_clean(session: Any) -> dict[str, Any]:
-    def work(platform: Platform, settings: Settings) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for source in SOURCES.values():
-            batch_ids = [b.batch_id for b in ledger.batches(session, settings, ledger.LOADED, source.name)]
-            target = layers.CleanTarget(
-                source.name, source.staging_view, source.clean_table, source.clean_key
-            )
-            merged[source.name] = {
-                "batches": len(batch_ids),
-                "rows_merged": layers.merge_loaded_batches(session, settings, target, batch_ids),
-            }
-            ledger.set_status(session, settings, batch_ids, ledger.MERGED)
-        return {"merged": merged}
-
-    return _run(session, work)
+    return _run(session, lambda p, s: layers.build_clean(session, s))
 
 
 def build_analytics(session: Any) -> dict[str, Any]:
