@@ -58,19 +58,30 @@ SELECT
 FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
 GROUP BY source, occurred_at::DATE, category;
 
+-- RAW as loaded, per event source: rows, distinct ids and the newest load (freshness and DQ read it).
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS AS
+SELECT
+    'api_a' AS source,
+    COUNT(*) AS raw_rows,
+    COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
+    MAX(loaded_at) AS last_loaded_at
+FROM <% ctx.env.database %>.RAW.API_A_EVENTS
+UNION ALL
+SELECT
+    'api_b' AS source,
+    COUNT(*) AS raw_rows,
+    COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
+    MAX(loaded_at) AS last_loaded_at
+FROM <% ctx.env.database %>.RAW.API_B_EVENTS;
+
 -- How current each source is: newest event, newest update, newest RAW row, newest batch confirmed loaded
 -- (an empty batch counts: it proves the pipeline ran), and their age in minutes.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS AS
 WITH loads AS (
     SELECT
-        'api_a' AS source,
-        MAX(loaded_at) AS last_loaded_at
-    FROM <% ctx.env.database %>.RAW.API_A_EVENTS
-    UNION ALL
-    SELECT
-        'api_b' AS source,
-        MAX(loaded_at) AS last_loaded_at
-    FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+        source,
+        last_loaded_at
+    FROM <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS
 ),
 
 batches AS (

@@ -22,16 +22,10 @@ WITH clean_stats AS (
 
 raw_stats AS (
     SELECT
-        'api_a' AS source,
-        COUNT(*) AS raw_rows,
-        COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids
-    FROM <% ctx.env.database %>.RAW.API_A_EVENTS
-    UNION ALL
-    SELECT
-        'api_b' AS source,
-        COUNT(*) AS raw_rows,
-        COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids
-    FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+        source,
+        raw_rows,
+        raw_distinct_ids
+    FROM <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS
 ),
 
 ledger_stats AS (
