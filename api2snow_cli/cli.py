@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 
 from .console import console, fail, print_graph, print_json, print_rows, rows_as_dicts
@@ -27,7 +28,9 @@ app = typer.Typer(
     help="api2snow: HTTP APIs -> S3 -> Snowpipe -> RAW -> CLEAN -> ANALYTICS, with DQ gates.",
 )
 STACK_FILE = "stack.json"
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json")]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="table or json", click_type=click.Choice(["table", "json"]))
+]
 
 
 def _quiet() -> None:
