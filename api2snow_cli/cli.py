@@ -125,17 +125,18 @@ def _run_graph(stack: Any) -> GraphRunStatus:
 
 
 def _summary(stack: Any) -> None:
+    from api2snow.loading import REJECTS_TABLE
+    from api2snow.sources import SOURCES
+
     db = stack.database
-    layers = stack.session.sql(f"""
-        SELECT 'RAW' AS layer, 'api_a' AS source, COUNT(*) AS row_count FROM {db}.RAW.API_A_EVENTS
-        UNION ALL SELECT 'RAW', 'api_b', COUNT(*) FROM {db}.RAW.API_B_EVENTS
-        UNION ALL SELECT 'RAW', 'api_c', COUNT(*) FROM {db}.RAW.API_C_CAMERAS
-        UNION ALL SELECT 'RAW', 'rejects', COUNT(*) FROM {db}.RAW.REJECTED_RECORDS
-        UNION ALL SELECT 'CLEAN', 'api_a', COUNT(*) FROM {db}.CLEAN.CLN_API_A_EVENTS
-        UNION ALL SELECT 'CLEAN', 'api_b', COUNT(*) FROM {db}.CLEAN.CLN_API_B_EVENTS
-        UNION ALL SELECT 'CLEAN', 'api_c', COUNT(*) FROM {db}.CLEAN.DIM_CAMERAS
-        UNION ALL SELECT 'ANALYTICS', 'daily_summary', COUNT(*) FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY
-        """).collect()
+    tables = [("RAW", name, source.raw_table) for name, source in SOURCES.items()]
+    tables += [("RAW", "rejects", REJECTS_TABLE)]
+    tables += [("CLEAN", name, source.clean_table) for name, source in SOURCES.items()]
+    tables += [("ANALYTICS", "daily_summary", "ANALYTICS.ANL_DAILY_SUMMARY")]
+    layers = stack.session.sql(" UNION ALL ".join(
+        f"SELECT '{layer}' AS layer, '{label}' AS source, COUNT(*) AS row_count FROM {db}.{table}"
+        for layer, label, table in tables
+    )).collect()
     print_rows(layers, "rows per layer")
     dq = stack.session.sql(f"""
         SELECT check_name, source, severity, passed, observed_value FROM {db}.ANALYTICS.DQ_CHECK_RESULTS

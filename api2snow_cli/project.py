@@ -17,7 +17,6 @@ from snowflake.connector.util_text import split_statements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = re.compile(r"<%\s*(?:ctx\.env\.)?([A-Za-z_][A-Za-z0-9_]*)\s*%>")
-SQL_LAYERS = ("01_setup", "02_raw", "03_clean", "04_analytics", "05_dq", "06_tasks")
 
 
 class ProjectError(Exception):

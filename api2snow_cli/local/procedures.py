@@ -12,7 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
@@ -33,7 +33,6 @@ class CallContext:
 
     procedure: Procedure
     return_value: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _current = threading.local()

@@ -55,7 +55,6 @@ class TaskDefinition:
     schedule: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     retry_attempts: int = 0
-    comment: str = ""
     body: str = ""
 
     @property
@@ -69,7 +68,7 @@ def is_task_statement(statement: str) -> bool:
 
 
 def parse_task(statement: str) -> TaskDefinition:
-    """Read name, AFTER, FINALIZE, SCHEDULE, CONFIG, retries, COMMENT and the body of a CREATE TASK."""
+    """Read name, AFTER, FINALIZE, SCHEDULE, CONFIG, retries and the body of a CREATE TASK."""
     toks = [t for t in Snowflake().tokenize(statement) if t.token_type != tokens.TokenType.SEMICOLON]
     texts = [t.text for t in toks]
     upper = [t.upper() for t in texts]
@@ -118,8 +117,6 @@ def _set_property(task: TaskDefinition, key: str, value: str) -> None:
         task.config = json.loads(value)
     elif key == "TASK_AUTO_RETRY_ATTEMPTS":
         task.retry_attempts = int(value)
-    elif key == "COMMENT":
-        task.comment = value
 
 
 @dataclass
@@ -150,9 +147,6 @@ class TaskGraph:
                     raise TaskGraphError(f"task {task.name} runs AFTER unknown task {parent}")
         self.order()  # raises on a cycle
 
-    def children(self, name: str) -> list[TaskDefinition]:
-        return [t for t in self.tasks.values() if name in t.after]
-
     def order(self) -> list[TaskDefinition]:
         """Tasks (without the finalizer) in a dependency order."""
         done: list[str] = []
@@ -174,9 +168,7 @@ class RunContext:
     """What a running task can ask of its graph run (the local platform reads it)."""
 
     run_id: str
-    task_name: str
     config: dict[str, Any]
-    scheduled_time: datetime
 
 
 class TaskGraphRunner:
@@ -232,7 +224,7 @@ class TaskGraphRunner:
 
     def _run_task(self, task: TaskDefinition, run_id: str, scheduled: datetime) -> TaskRun:
         attempts = 1 + self.graph.root.retry_attempts
-        context = RunContext(run_id, task.short_name, self.graph.root.config, scheduled)
+        context = RunContext(run_id, self.graph.root.config)
         run = TaskRun(task.name, "EXECUTING", 0)
         for attempt in range(1, attempts + 1):
             run = TaskRun(task.name, "EXECUTING", attempt, started=datetime.now(UTC))

@@ -130,9 +130,8 @@ def finish_staging(
 
 def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) -> None:
     session.sql(
-        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = 'FAILED', error_message = ? "
-        "WHERE batch_id = ?",
-        params=[message[:2000], batch_id],
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?, error_message = ? WHERE batch_id = ?",
+        params=[FAILED, message[:2000], batch_id],
     ).collect()
 
 

@@ -6,11 +6,10 @@ the same query in Snowflake and locally, so "staged = loaded" is checked exactly
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ledger
 from .ledger import BatchRecord
@@ -18,7 +17,6 @@ from .platform import Platform
 from .settings import Settings
 from .sources import SOURCES, get_source
 
-log = logging.getLogger(__name__)
 REJECTS_PIPE = "RAW.REJECTED_RECORDS_PIPE"
 REJECTS_TABLE = "RAW.REJECTED_RECORDS"
 
@@ -31,6 +29,24 @@ class LoadFailed(RuntimeError):
     """Snowpipe reported a staged file of a batch as failed: waiting longer would not help."""
 
 
+class Landing(NamedTuple):
+    """Where one kind of staged file of a source lands: its manifest list, stage path, pipe and RAW table."""
+
+    manifest_key: str
+    stage_path: str
+    pipe: str
+    table: str
+
+
+def landings(source_name: str) -> tuple[Landing, Landing]:
+    """The source's parts and its rejects (paths as sql/02_raw.sql's pipes read them)."""
+    source = get_source(source_name)
+    return (
+        Landing("parts", f"source={source.name}/", source.pipe, source.raw_table),
+        Landing("rejects", "_rejects/", REJECTS_PIPE, REJECTS_TABLE),
+    )
+
+
 def _batch_prefix(key: str, root: str) -> str:
     """The refresh PREFIX of a staged file: its folder relative to the pipe's stage path `root`."""
     folder = posixpath.dirname(key) + "/"
@@ -39,19 +55,15 @@ def _batch_prefix(key: str, root: str) -> str:
 
 def refresh(session: Any, platform: Platform, settings: Settings, source_name: str) -> dict[str, Any]:
     """Queue every STAGED batch of a source on its pipe (and its rejects on the rejects pipe)."""
-    source = get_source(source_name)
+    targets = landings(source_name)  # validates the name even when nothing is staged
     queued = []
-    for batch in ledger.batches(session, settings, ledger.STAGED, source.name):
-        prefixes = {
-            _batch_prefix(p["key"], f"source={source.name}/") for p in batch.manifest.get("parts", [])
-        }
-        for prefix in sorted(prefixes):
-            platform.refresh_pipe(session, settings.table(source.pipe), prefix)
-        reject_prefixes = {_batch_prefix(r["key"], "_rejects/") for r in batch.manifest.get("rejects", [])}
-        for prefix in sorted(reject_prefixes):
-            platform.refresh_pipe(session, settings.table(REJECTS_PIPE), prefix)
+    for batch in ledger.batches(session, settings, ledger.STAGED, source_name):
+        for landing in targets:
+            files = batch.manifest.get(landing.manifest_key, [])
+            for prefix in sorted({_batch_prefix(f["key"], landing.stage_path) for f in files}):
+                platform.refresh_pipe(session, settings.table(landing.pipe), prefix)
         queued.append(batch.batch_id)
-    return {"source": source.name, "batches_refreshed": len(queued), "batch_ids": queued}
+    return {"source": source_name, "batches_refreshed": len(queued), "batch_ids": queued}
 
 
 def _loaded_rows(session: Any, table: str, batch_id: str) -> dict[str, int]:
@@ -62,30 +74,30 @@ def _loaded_rows(session: Any, table: str, batch_id: str) -> dict[str, int]:
     return {posixpath.basename(r["FILE_NAME"]): int(r["ROW_COUNT"]) for r in rows}
 
 
-def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> list[str]:
-    """Staged files of the batch whose rows are not (all) in RAW yet; [] when the batch is fully loaded."""
-    source = get_source(batch.source)
-    missing = []
-    checks = (
-        (settings.table(source.raw_table), batch.manifest.get("parts", [])),
-        (settings.table(REJECTS_TABLE), batch.manifest.get("rejects", [])),
-    )
-    for table, files in checks:
+def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> dict[Landing, list[str]]:
+    """Staged files of the batch whose rows are not (all) in RAW yet, by landing; {} when fully loaded."""
+    missing: dict[Landing, list[str]] = {}
+    for landing in landings(batch.source):
+        files = batch.manifest.get(landing.manifest_key, [])
         if not files:
             continue
-        loaded = _loaded_rows(session, table, batch.batch_id)
-        missing += [f["key"] for f in files if loaded.get(posixpath.basename(f["key"]), 0) != f["rows"]]
+        loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
+        keys = [f["key"] for f in files if loaded.get(posixpath.basename(f["key"]), 0) != f["rows"]]
+        if keys:
+            missing[landing] = keys
     return missing
 
 
 def _fail_fast(
-    session: Any, platform: Platform, settings: Settings, batch: BatchRecord, missing: list[str]
+    session: Any,
+    platform: Platform,
+    settings: Settings,
+    batch: BatchRecord,
+    missing: dict[Landing, list[str]],
 ) -> None:
     """Raise LoadFailed when the pipe's load history shows a missing file of the batch as failed."""
-    source = get_source(batch.source)
-    for table, root in ((source.raw_table, f"source={source.name}/"), (REJECTS_TABLE, "_rejects/")):
-        names = [key for key in missing if key.startswith(root)]
-        errors = platform.load_errors(session, settings.table(table), names) if names else {}
+    for landing, keys in missing.items():
+        errors = platform.load_errors(session, settings.table(landing.table), keys)
         if errors:
             file_name, error = next(iter(errors.items()))
             raise LoadFailed(
@@ -106,25 +118,21 @@ def wait_for_load(
     pending = ledger.batches(session, settings, ledger.STAGED)
     loaded: list[str] = []
     while True:
-        still = []
+        waiting: list[tuple[BatchRecord, int]] = []
         for batch in pending:
             missing = missing_parts(session, settings, batch)
             if missing:
                 _fail_fast(session, platform, settings, batch, missing)
-                still.append(batch)
+                waiting.append((batch, sum(len(keys) for keys in missing.values())))
                 continue
             _mark_loaded(session, settings, batch)
             loaded.append(batch.batch_id)
-        pending = still
-        if not pending:
+        if not waiting:
             return {"batches_loaded": len(loaded), "batch_ids": loaded}
         if time.monotonic() >= deadline:
-            detail = "; ".join(
-                f"{b.source} batch {b.batch_id}: "
-                f"{len(missing_parts(session, settings, b))} part(s) not loaded"
-                for b in pending
-            )
+            detail = "; ".join(f"{b.source} batch {b.batch_id}: {n} part(s) not loaded" for b, n in waiting)
             raise LoadTimeout(f"Snowpipe did not load every staged part within {timeout_s:.0f}s: {detail}")
+        pending = [batch for batch, _ in waiting]
         sleep(poll_s)
 
 
