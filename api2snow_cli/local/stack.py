@@ -158,14 +158,20 @@ class LocalStack:
         )
 
     def _secrets(self) -> dict[str, Any]:
-        """Local values for the SECRET objects that snowflake.yml names (external_access/ creates them)."""
+        """Local values for the SECRET objects snowflake.yml names, by the key the code reads them with."""
+        assert self.project is not None
         creds = self.options.credentials
-        db = self.database
+        by_key = {
+            "api_a_client": (creds.client_id, creds.client_secret),
+            "api_b_key": creds.api_key,
+            "api_c_login": (creds.soap_user, creds.soap_password),
+            "aws_s3": AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET),
+        }
         return {
-            f"{db}.OPS.API_A_CLIENT_SECRET": (creds.client_id, creds.client_secret),
-            f"{db}.OPS.API_B_KEY_SECRET": creds.api_key,
-            f"{db}.OPS.API_C_LOGIN_SECRET": (creds.soap_user, creds.soap_password),
-            f"{db}.OPS.AWS_S3_SECRET": AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET),
+            object_name.upper(): by_key[key]
+            for proc in self.project.procedures().values()
+            for key, object_name in proc.secrets.items()
+            if key in by_key
         }
 
     @property
