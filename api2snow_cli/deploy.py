@@ -25,35 +25,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from .local.pipes import PipeDefinition, is_pipe_statement
 from .local.tasks import TaskGraph, graph_from_statements, is_task_statement
-from .project import PROJECT_ROOT, Project, ProjectError, render, split_sql
+from .project import (
+    ADMIN_SQL,
+    EXTERNAL_ACCESS_SQL,
+    PROJECT_ROOT,
+    SECRET_VARIABLES,
+    Project,
+    ProjectError,
+    host_port,
+    split_sql,
+    sql_string_body,
+)
 
 ENVS_FILE = Path("deploy") / "envs.yml"
-EXTERNAL_ACCESS_SQL = Path("external_access") / "01_network_rules_and_secrets.sql"
-ADMIN_SQL = Path("external_access") / "02_admin_integrations.sql"
 ADMIN_PART_2 = "-- PART 2:"  # the line in ADMIN_SQL where the part that needs external_access/01 starts
 ADMIN_ROLE = "ACCOUNTADMIN"
-AWS_IAM_INTEGRATION = "API2SNOW_AWS_IAM_INT"  # created in ADMIN_SQL, named by AWS_S3_SECRET
 SNOW_BIN_ENV = "API2SNOW_SNOW_BIN"  # a `snow` executable to use instead of the installed one (tests)
 
-# Template variable in external_access/ -> the environment variable its value comes from.
-SECRET_ENV = {
-    "api_a_client_id": "API2SNOW_API_A_CLIENT_ID",
-    "api_a_client_secret": "API2SNOW_API_A_CLIENT_SECRET",
-    "api_b_key": "API2SNOW_API_B_KEY",
-    "api_c_user": "API2SNOW_API_C_USER",
-    "api_c_password": "API2SNOW_API_C_PASSWORD",
-    "aws_role_arn": "API2SNOW_AWS_ROLE_ARN",
-}
-# Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
-HOST_VARIABLES = {
-    "api_a_host": "api_a_base_url", "api_b_host": "api_b_base_url", "api_c_host": "api_c_base_url",
-}
+# Secret template variable of external_access/ -> the environment variable its value comes from.
+SECRET_ENV = {name: f"API2SNOW_{name.upper()}" for name in SECRET_VARIABLES}
 # A few sql/ files get a friendlier step name; any other file is deployed too, under its own name.
 LAYER_NAMES = {
     "01": "setup", "02": "raw + pipes", "03": "clean", "04": "analytics", "05": "dq", "06": "tasks",
@@ -61,7 +56,11 @@ LAYER_NAMES = {
 }
 MASK = "***"
 _MARKER = "@@api2snow-secret:{}@@"
+_SECRET_MARKERS = {name: _MARKER.format(name) for name in SECRET_VARIABLES}  # stand-ins until piped to snow
 _MARKER_RE = re.compile(r"@@api2snow-secret:([a-z0-9_]+)@@")
+_CREATE_INTEGRATION = re.compile(
+    r"^CREATE\s+(?:STORAGE\s+|SECURITY\s+|EXTERNAL\s+ACCESS\s+)?INTEGRATION\s+IF\s+NOT\s+EXISTS\s+(\S+)",
+    re.IGNORECASE)
 _PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning:|^\s*warnings\.warn\(")
 
 
@@ -106,35 +105,12 @@ def snow_env_args(project: Project) -> list[str]:
     return args
 
 
-def host_port(url: str) -> str:
-    """The HOST_PORT network-rule value for a base URL: host, plus the port unless it is https's 443."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ProjectError(f"not an http(s) base URL: {url!r}")
-    if parts.port:
-        return f"{parts.hostname}:{parts.port}"
-    return parts.hostname if parts.scheme == "https" else f"{parts.hostname}:80"
-
-
-def template_variables(project: Project) -> dict[str, str]:
-    """What external_access/ is rendered with: the env, derived API hosts, and a marker per secret."""
-    variables = dict(project.env)
-    variables.update({name: host_port(project.env[key]) for name, key in HOST_VARIABLES.items()})
-    variables.update({name: _MARKER.format(name) for name in SECRET_ENV})
-    return variables
-
-
 def secrets_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
     return {name: environ[var] for name, var in SECRET_ENV.items() if environ.get(var)}
 
 
 # ---- steps --------------------------------------------------------------------------------------------
-def _sql_literal_body(value: str) -> str:
-    """A value for inside a single-quoted Snowflake string literal (backslash escapes are live there)."""
-    return value.replace("\\", "\\\\").replace("'", "''")
-
-
 @dataclass
 class Step:
     """One thing deploy or teardown does: SQL piped to `snow sql --stdin`, or another `snow` command."""
@@ -168,7 +144,7 @@ class Step:
         if missing:
             raise DeployError(f"step {self.name!r} needs {', '.join(missing)} in the environment")
         return "".join(
-            _MARKER_RE.sub(lambda m: _sql_literal_body(self.secrets[m.group(1)]), s) + ";\n"
+            _MARKER_RE.sub(lambda m: sql_string_body(self.secrets[m.group(1)]), s) + ";\n"
             for s in self.statements
         )
 
@@ -207,8 +183,7 @@ class _Planner:
         return Step(name, "snow", [*argv, *connection, *snow_env_args(self.project)], cwd=self.project.root)
 
     def render_file(self, relative: Path) -> str:
-        path = self.project.root / relative
-        return render(path.read_text(), template_variables(self.project), origin=str(relative))
+        return self.project.render_external_access(relative, _SECRET_MARKERS)
 
     def layer_files(self) -> list[Path]:
         return self.project.sql_files("sql")
@@ -288,6 +263,7 @@ def teardown_plan(project: Project, env_name: str, connection: str,
     with include_admin (the warehouse stays: it may serve more than api2snow)."""
     _check_env(project, env_name)
     planner = _Planner(project, connection, {})
+    admin_1, admin_2 = _admin_parts(planner)
     graph = planner.tasks_graph()
     tasks = ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
     pipes = [PipeDefinition.parse(s).name for p in planner.layer_files() for s in project.statements(p)
@@ -305,8 +281,8 @@ def teardown_plan(project: Project, env_name: str, connection: str,
                     [f"DROP DATABASE IF EXISTS {database}"]),
     ]
     if include_admin:
-        eais = sorted({eai.upper() for p in procedures for eai in p.external_access_integrations})
-        integrations = [*eais, AWS_IAM_INTEGRATION, project.env["storage_integration"].upper()]
+        created = [m.group(1).upper() for s in [*admin_1, *admin_2] if (m := _CREATE_INTEGRATION.match(s))]
+        integrations = list(reversed(created))  # external access integrations before what they name
         roles = [project.env[key].upper() for key in ("analyst_role", "operator_role", "owner_role")]
         steps.append(planner.sql(
             "drop integrations and roles (admin)",

@@ -11,12 +11,24 @@ from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from snowflake.connector.util_text import split_statements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = re.compile(r"<%\s*(?:ctx\.env\.)?([A-Za-z_][A-Za-z0-9_]*)\s*%>")
+EXTERNAL_ACCESS_SQL = Path("external_access") / "01_network_rules_and_secrets.sql"
+ADMIN_SQL = Path("external_access") / "02_admin_integrations.sql"
+# Template variables of external_access/ that are secret values, not env keys; each file says where they come
+# from (deploy: environment variables; the local stack: its own credentials for the mock APIs).
+SECRET_VARIABLES = (
+    "api_a_client_id", "api_a_client_secret", "api_b_key", "api_c_user", "api_c_password", "aws_role_arn",
+)
+# Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
+HOST_VARIABLES = {
+    "api_a_host": "api_a_base_url", "api_b_host": "api_b_base_url", "api_c_host": "api_c_base_url",
+}
 
 
 class ProjectError(Exception):
@@ -33,6 +45,21 @@ def render(text: str, env: dict[str, str], origin: str = "template") -> str:
         return str(env[name])
 
     return TEMPLATE.sub(value, text)
+
+
+def sql_string_body(value: str) -> str:
+    """A value for inside a single-quoted Snowflake string literal (backslash escapes are live there)."""
+    return value.replace("\\", "\\\\").replace("'", "''")
+
+
+def host_port(url: str) -> str:
+    """The HOST_PORT network-rule value for a base URL: host, plus the port unless it is https's 443."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProjectError(f"not an http(s) base URL: {url!r}")
+    if parts.port:
+        return f"{parts.hostname}:{parts.port}"
+    return parts.hostname if parts.scheme == "https" else f"{parts.hostname}:80"
 
 
 def split_sql(text: str) -> list[str]:
@@ -131,6 +158,21 @@ class Project:
             )
             found[proc.name] = proc
         return found
+
+    def external_access_variables(self, secrets: dict[str, str]) -> dict[str, str]:
+        """What external_access/ is rendered with: env, API hosts, and `secrets` (SECRET_VARIABLES)."""
+        unknown = sorted(set(secrets) - set(SECRET_VARIABLES))
+        if unknown:
+            raise ProjectError(f"not secret variables of external_access/: {', '.join(unknown)}")
+        variables = dict(self.env)
+        variables.update({name: host_port(self.env[key]) for name, key in HOST_VARIABLES.items()})
+        variables.update(secrets)
+        return variables
+
+    def render_external_access(self, relative: Path, secrets: dict[str, str]) -> str:
+        """One external_access/ file rendered with `secrets` as the values of SECRET_VARIABLES."""
+        variables = self.external_access_variables(secrets)
+        return render((self.root / relative).read_text(), variables, origin=str(relative))
 
     def sql_files(self, folder: str = "sql") -> list[Path]:
         files = sorted((self.root / folder).glob("*.sql"))

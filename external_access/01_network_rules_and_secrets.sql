@@ -1,17 +1,17 @@
 -- api2snow external access, the part the owner role runs: network rules and secrets in <db>.OPS.
--- `api2snow deploy` runs it after external_access/02 part 1 (the AWS_IAM integration that AWS_S3_SECRET
--- names must exist) and before part 2 (the external access integrations that list these rules and secrets).
+-- `api2snow deploy` runs it after external_access/02 part 1 (the AWS_IAM and OAuth2 integrations that
+-- AWS_S3_SECRET and API_A_CLIENT_SECRET name must exist) and before part 2 (the external access integrations that list these rules and secrets).
 --
 -- Idempotent without replacing anything: each object is created only if absent, then brought up to date with
 -- ALTER. Replacing a rule or a secret would break the integrations and procedures that refer to it.
 --
 -- Template variables that are NOT in snowflake.yml's env block:
 --   api_a_host, api_b_host, api_c_host  host[:port] of api_*_base_url (`api2snow deploy` derives them)
---   api_a_client_id, api_a_client_secret, api_b_key, api_c_user, api_c_password  secret values
--- `api2snow deploy` fills the secret values from the environment variables API2SNOW_API_A_CLIENT_ID,
--- API2SNOW_API_A_CLIENT_SECRET, API2SNOW_API_B_KEY, API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD and sends
--- the statements on standard input; it never prints them or writes them to a file. By hand:
--- snow sql -f external_access/01_network_rules_and_secrets.sql -D api_a_host=... -D api_a_client_id=...
+--   api_b_key, api_c_user, api_c_password  secret values
+-- `api2snow deploy` fills the secret values from the environment variables API2SNOW_API_B_KEY,
+-- API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD and sends the statements on standard input; it never prints
+-- them or writes them to a file. By hand:
+-- snow sql -f external_access/01_network_rules_and_secrets.sql -D api_a_host=... -D api_b_key=...
 
 -- Egress to API A: one host serves both the OAuth token endpoint and the events endpoint.
 CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_NETWORK_RULE
@@ -73,28 +73,26 @@ VALUE_LIST = (
 )
 COMMENT = 'api2snow: landing bucket and STS hosts';
 
--- API A's OAuth2 client credentials: client id as USERNAME, client secret as PASSWORD. INGEST_API_A reads
--- them with get_username_password('api_a_client') and runs the client-credentials exchange itself.
+-- API A's bearer token, issued by Snowflake through the OAuth2 integration of external_access/02 part 1, which
+-- holds the client id and secret. INGEST_API_A reads it with get_oauth_access_token('api_a_client').
 CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_CLIENT_SECRET
-TYPE = PASSWORD
-USERNAME = '<% api_a_client_id %>'
-PASSWORD = '<% api_a_client_secret %>'
-COMMENT = 'api2snow: API A OAuth2 client id and secret';
+TYPE = OAUTH2
+API_AUTHENTICATION = API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %>
+OAUTH_SCOPES = ('<% ctx.env.api_a_scope %>')
+COMMENT = 'api2snow: API A OAuth2 token';
 
--- Rotates API A's client credentials to the values given to this deploy.
+-- Keeps API A's token scope in line with api_a_scope.
 ALTER SECRET <% ctx.env.database %>.OPS.API_A_CLIENT_SECRET SET
-USERNAME = '<% api_a_client_id %>'
-PASSWORD = '<% api_a_client_secret %>';
+OAUTH_SCOPES = ('<% ctx.env.api_a_scope %>');
 
--- Alternative for API A (documented, not deployed): let Snowflake run the OAuth2 exchange. An admin creates
--- the API_AUTHENTICATION integration of external_access/02 (commented there), then:
+-- Alternative for API A (documented, not deployed): the procedure runs the client-credentials exchange itself
+-- with the client id and secret of a PASSWORD secret (no OAuth2 integration, so no ACCOUNTADMIN for it):
 --   CREATE SECRET IF NOT EXISTS <db>.OPS.API_A_CLIENT_SECRET
---   TYPE = OAUTH2
---   API_AUTHENTICATION = API2SNOW_API_A_OAUTH_INT
---   OAUTH_SCOPES = ('events:read');
--- and the EAI adds ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT). With the
--- setting api_a_auth = snowflake_oauth the procedure then sends the bearer token that
--- _snowflake.get_oauth_access_token('api_a_client') returns (see docs/DEPLOY.md).
+--   TYPE = PASSWORD
+--   USERNAME = '<client id>'
+--   PASSWORD = '<client secret>';
+-- with api_a_auth = client_credentials in snowflake.yml's env, and API2SNOW_API_A_EAI without
+-- ALLOWED_API_AUTHENTICATION_INTEGRATIONS (docs/DEPLOY.md).
 
 -- API B's key, sent as the X-API-Key header; read with get_generic_secret_string('api_b_key').
 CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_B_KEY_SECRET

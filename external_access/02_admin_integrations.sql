@@ -5,8 +5,10 @@
 -- external_access/01 creates, and AWS_S3_SECRET in external_access/01 names the AWS_IAM integration of part 1.
 -- `api2snow deploy` runs: part 1, sql/01 setup, external_access/01, part 2, then everything else.
 --
--- Template variable that is NOT in snowflake.yml's env block: aws_role_arn, the IAM role that the
--- CLOUD_PROVIDER_TOKEN secret assumes (`api2snow deploy` reads it from API2SNOW_AWS_ROLE_ARN).
+-- Template variables that are NOT in snowflake.yml's env block: aws_role_arn, the IAM role that the
+-- CLOUD_PROVIDER_TOKEN secret assumes, and api_a_client_id, api_a_client_secret, API A's OAuth2 client
+-- (`api2snow deploy` reads them from API2SNOW_AWS_ROLE_ARN, API2SNOW_API_A_CLIENT_ID and
+-- API2SNOW_API_A_CLIENT_SECRET, and sends the statements on standard input).
 -- Nothing here is replaced: integrations are created only if absent and then brought up to date with ALTER.
 -- Recreating the storage or AWS_IAM integration would change its external id and break the trust policy of
 -- its IAM role (docs/DEPLOY.md); recreating an external access integration would drop its grants.
@@ -90,29 +92,41 @@ COMMENT = 'api2snow: AWS credentials for the ingest procedures';
 -- The owner creates AWS_S3_SECRET on the AWS_IAM integration.
 GRANT USAGE ON INTEGRATION API2SNOW_AWS_IAM_INT TO ROLE <% ctx.env.owner_role %>;
 
--- Alternative for API A (documented, not deployed): Snowflake runs the OAuth2 client-credentials exchange.
---   CREATE SECURITY INTEGRATION IF NOT EXISTS API2SNOW_API_A_OAUTH_INT
---   TYPE = API_AUTHENTICATION
---   AUTH_TYPE = OAUTH2
---   ENABLED = TRUE
---   OAUTH_TOKEN_ENDPOINT = '<api_a_base_url>/oauth/token'
---   OAUTH_CLIENT_AUTH_METHOD = CLIENT_SECRET_POST
---   OAUTH_CLIENT_ID = '<client id>'
---   OAUTH_CLIENT_SECRET = '<client secret>'
---   OAUTH_GRANT = 'CLIENT_CREDENTIALS'
---   OAUTH_ALLOWED_SCOPES = ('events:read');
---   GRANT USAGE ON INTEGRATION API2SNOW_API_A_OAUTH_INT TO ROLE <owner role>;
--- With it, API_A_CLIENT_SECRET becomes TYPE = OAUTH2 (external_access/01) and API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> adds
--- ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT).
+-- API A's OAuth2 client credentials, held by Snowflake: it runs the client-credentials exchange against API A's
+-- token endpoint and hands INGEST_API_A a bearer token (API_A_CLIENT_SECRET, TYPE = OAUTH2, in
+-- external_access/01). Named per environment, since dev and prod may use different API A clients.
+CREATE SECURITY INTEGRATION IF NOT EXISTS API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %>
+TYPE = API_AUTHENTICATION
+AUTH_TYPE = OAUTH2
+ENABLED = TRUE
+OAUTH_TOKEN_ENDPOINT = '<% ctx.env.api_a_base_url %>/oauth/token'
+OAUTH_CLIENT_AUTH_METHOD = CLIENT_SECRET_POST
+OAUTH_CLIENT_ID = '<% api_a_client_id %>'
+OAUTH_CLIENT_SECRET = '<% api_a_client_secret %>'
+OAUTH_GRANT = 'CLIENT_CREDENTIALS'
+OAUTH_ALLOWED_SCOPES = ('<% ctx.env.api_a_scope %>')
+COMMENT = 'api2snow: API A OAuth2 client credentials';
+
+-- Follows api_a_base_url and rotates API A's client credentials to the values given to this deploy.
+ALTER SECURITY INTEGRATION API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %> SET
+ENABLED = TRUE
+OAUTH_TOKEN_ENDPOINT = '<% ctx.env.api_a_base_url %>/oauth/token'
+OAUTH_CLIENT_ID = '<% api_a_client_id %>'
+OAUTH_CLIENT_SECRET = '<% api_a_client_secret %>'
+OAUTH_ALLOWED_SCOPES = ('<% ctx.env.api_a_scope %>');
+
+-- The owner creates API_A_CLIENT_SECRET on the OAuth2 integration.
+GRANT USAGE ON INTEGRATION API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
 -- PART 2: external access integrations and future grants. They need the network rules and secrets of
 -- external_access/01 and the ANALYTICS schema of sql/01, so `api2snow deploy` runs this part after them.
 
 USE ROLE ACCOUNTADMIN;
 
--- What INGEST_API_A may reach: API A's host, with its client credentials.
+-- What INGEST_API_A may reach: API A's host, with the OAuth2 token of its integration.
 CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_A_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
+ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %>)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
 ENABLED = TRUE
 COMMENT = 'api2snow: API A for INGEST_API_A';
@@ -120,6 +134,7 @@ COMMENT = 'api2snow: API A for INGEST_API_A';
 -- Keeps API A's integration pointed at this database's rule and secret, without replacing it.
 ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> SET
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
+ALLOWED_API_AUTHENTICATION_INTEGRATIONS = (API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %>)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_A_CLIENT_SECRET)
 ENABLED = TRUE;
 

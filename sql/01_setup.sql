@@ -39,6 +39,8 @@ USING (
         ('region', '<% ctx.env.region %>'),
         ('s3_endpoint_url', '<% ctx.env.s3_endpoint_url %>'),
         ('api_a_base_url', '<% ctx.env.api_a_base_url %>'),
+        ('api_a_auth', '<% ctx.env.api_a_auth %>'),
+        ('api_a_scope', '<% ctx.env.api_a_scope %>'),
         ('api_b_base_url', '<% ctx.env.api_b_base_url %>'),
         ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
         ('part_max_mb', '<% ctx.env.part_max_mb %>')

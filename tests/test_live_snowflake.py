@@ -6,8 +6,9 @@ happen fails here loudly; nothing is mocked.
 Skipped unless API2SNOW_LIVE_CONNECTION names a `snow` connection (~/.snowflake/config.toml). It needs:
 - API2SNOW_LIVE_CONNECTION: a connection whose user may use ACCOUNTADMIN, or API2SNOW_LIVE_SKIP_ADMIN=1
   when an admin already ran external_access/02 for this database (docs/DEPLOY.md);
-- the secrets, as for a deploy: API2SNOW_API_A_CLIENT_ID, API2SNOW_API_A_CLIENT_SECRET, API2SNOW_API_B_KEY,
-  API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD, API2SNOW_AWS_ROLE_ARN;
+- the secrets, as for a deploy: API2SNOW_API_B_KEY, API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD, and for the
+  admin part API2SNOW_API_A_CLIENT_ID, API2SNOW_API_A_CLIENT_SECRET (API A's OAuth2 integration) and
+  API2SNOW_AWS_ROLE_ARN;
 - API2SNOW_LIVE_<KEY> for any snowflake.yml env value: API2SNOW_LIVE_API_A_BASE_URL=https://... and its B
   and C siblings for the mock APIs made reachable from Snowflake (`api2snow mock-apis` behind a public
   HTTPS endpoint) or for real sandbox APIs; API2SNOW_LIVE_BUCKET, API2SNOW_LIVE_REGION and
@@ -29,7 +30,6 @@ import pytest
 import yaml
 
 from api2snow_cli.deploy import (
-    SECRET_ENV,
     build_plan,
     load_project,
     remote_latest_run_rows,
@@ -81,15 +81,13 @@ def _query(project, sql: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def project():
-    missing = [var for var in SECRET_ENV.values() if not os.environ.get(var)]
-    if SKIP_ADMIN:
-        missing = [var for var in missing if var != "API2SNOW_AWS_ROLE_ARN"]
-    assert not missing, f"the live suite needs {', '.join(missing)} (see {__file__})"
     project = load_project("dev", _overrides())
+    plan = build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True)
+    missing = sorted({var for step in plan if not step.skipped for var in step.missing_secrets()})
+    assert not missing, f"the live suite needs {', '.join(missing)} (see {__file__})"
     print(f"\nlive suite: deploying into {project.env['database']} on connection {CONNECTION}")
     try:
-        run_plan(build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True),
-                 dry_run=False, echo=print)
+        run_plan(plan, dry_run=False, echo=print)
         yield project
     finally:
         run_plan(teardown_plan(project, "dev", CONNECTION), dry_run=False, echo=print)

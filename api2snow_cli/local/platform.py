@@ -1,8 +1,10 @@
 """The local implementation of the platform seam (api2snow.platform.Platform).
 
-Secrets come from the local stack's own credentials for the mock APIs and the local S3, keyed by the
-secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
-declare fails here just as it would in Snowflake. Pipe refresh goes to the local pipe loader; task
+Secrets are the objects external_access/ creates, with the local stack's own values (local/secrets.py), found
+by the secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
+declare, or reading one in a way its type does not allow, fails here just as it would in Snowflake. An OAUTH2
+secret's token is fetched once per procedure call and refreshed before it expires, as Snowflake does.
+Pipe refresh goes to the local pipe loader; task
 return values, the run id and the graph config come from the local task runner.
 """
 
@@ -15,7 +17,8 @@ from typing import Any
 from api2snow.platform import AwsCredentials, PlatformError
 
 from .pipes import LocalPipeLoader
-from .procedures import current_call
+from .procedures import CallContext, current_call
+from .secrets import LocalSecrets
 from .tasks import RunContext
 
 _run_context = threading.local()
@@ -30,12 +33,12 @@ def run_context() -> RunContext | None:
 
 
 class LocalPlatform:
-    def __init__(self, secrets: dict[str, Any], loader: LocalPipeLoader, database: str) -> None:
-        self._secrets = secrets  # secret object name (upper case, qualified) -> value
+    def __init__(self, secrets: LocalSecrets, loader: LocalPipeLoader, database: str) -> None:
+        self.secrets = secrets
         self.loader = loader
         self.database = database
 
-    def _secret(self, key: str) -> Any:
+    def _secret_object(self, key: str) -> tuple[CallContext, str]:
         call = current_call()
         if call is None:
             raise PlatformError(f"secret {key!r} read outside a procedure call")
@@ -44,30 +47,23 @@ class LocalPlatform:
             raise PlatformError(
                 f"procedure {call.procedure.name} does not declare secret {key!r} in snowflake.yml"
             )
-        value = self._secrets.get(object_name.upper())
-        if value is None:
-            raise PlatformError(f"secret object {object_name} does not exist in the local stack")
-        return value
+        return call, object_name
 
     def secret_string(self, key: str) -> str:
-        return str(self._secret(key))
+        return self.secrets.secret_string(self._secret_object(key)[1])
 
     def username_password(self, key: str) -> tuple[str, str]:
-        user, password = self._secret(key)
-        return user, password
+        return self.secrets.username_password(self._secret_object(key)[1])
 
     def oauth_access_token(self, key: str) -> str:
-        self._secret(key)  # the same declaration check as in Snowflake
-        raise PlatformError(
-            f"secret {key!r}: Snowflake-managed OAuth (an OAUTH2 secret) exists only in Snowflake; "
-            "locally, api_a_auth must be client_credentials"
-        )
+        call, object_name = self._secret_object(key)
+        source = call.token_sources.get(object_name)
+        if source is None:
+            source = call.token_sources[object_name] = self.secrets.oauth_client(object_name)
+        return source.token()
 
     def aws_credentials(self, key: str) -> AwsCredentials:
-        value = self._secret(key)
-        if not isinstance(value, AwsCredentials):
-            raise PlatformError(f"secret {key!r} is not a cloud provider token")
-        return value
+        return self.secrets.aws_credentials(self._secret_object(key)[1])
 
     def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
         return self.loader.refresh(pipe, prefix)

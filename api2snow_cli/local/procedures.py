@@ -7,12 +7,12 @@ are the only secrets the handler may read during the call.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import json
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
@@ -33,13 +33,16 @@ class CallContext:
 
     procedure: Procedure
     return_value: str | None = None
+    token_sources: dict[str, Any] = field(default_factory=dict)  # OAUTH2 secret -> its token source, per call
 
 
-_current = threading.local()
+# A context variable, not a thread-local: threads a handler starts in a copy of its context (page prefetch)
+# belong to the same call.
+_current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("api2snow_call", default=None)
 
 
 def current_call() -> CallContext | None:
-    return getattr(_current, "call", None)
+    return _current.get()
 
 
 def is_call_statement(statement: str) -> bool:
@@ -125,9 +128,9 @@ class ProcedureDispatcher:
         name, args = parse_call(statement)
         proc = self.resolve(name)
         context = CallContext(proc)
-        _current.call = context
+        token = _current.set(context)
         try:
             result = self.handler(proc)(self.session, *self.bind(proc, args))
         finally:
-            _current.call = None
+            _current.reset(token)
         return context.return_value or json.dumps(result, default=str, separators=(",", ":"))

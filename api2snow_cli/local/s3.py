@@ -14,6 +14,7 @@ from botocore.config import Config
 
 LOCAL_AWS_KEY = "local-access-key"
 LOCAL_AWS_SECRET = "local-secret-key"  # moto accepts any credentials; these only exist on loopback
+LOCAL_AWS_ROLE_ARN = "arn:aws:iam::000000000000:role/api2snow-local"  # the local AWS_IAM integration's role
 
 
 class LocalS3:

@@ -25,7 +25,8 @@ from .mock_apis.server import MockApiConfig, MockApis
 from .pipes import LocalPipeLoader, is_pipe_statement
 from .platform import LocalPlatform, set_run_context
 from .procedures import ProcedureDispatcher, is_call_statement
-from .s3 import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LocalS3
+from .s3 import LOCAL_AWS_KEY, LOCAL_AWS_ROLE_ARN, LOCAL_AWS_SECRET, LocalS3
+from .secrets import LocalSecrets
 from .tasks import (
     TASK_HISTORY_DDL,
     RunContext,
@@ -157,22 +158,20 @@ class LocalStack:
             credentials=self.options.credentials,
         )
 
-    def _secrets(self) -> dict[str, Any]:
-        """Local values for the SECRET objects snowflake.yml names, by the key the code reads them with."""
+    def _secrets(self) -> LocalSecrets:
+        """The secrets and integrations external_access/ creates, rendered with the local credentials."""
         assert self.project is not None
         creds = self.options.credentials
-        by_key = {
-            "api_a_client": (creds.client_id, creds.client_secret),
+        values = {
+            "api_a_client_id": creds.client_id,
+            "api_a_client_secret": creds.client_secret,
             "api_b_key": creds.api_key,
-            "api_c_login": (creds.soap_user, creds.soap_password),
-            "aws_s3": AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET),
+            "api_c_user": creds.soap_user,
+            "api_c_password": creds.soap_password,
+            "aws_role_arn": LOCAL_AWS_ROLE_ARN,
         }
-        return {
-            object_name.upper(): by_key[key]
-            for proc in self.project.procedures().values()
-            for key, object_name in proc.secrets.items()
-            if key in by_key
-        }
+        aws = AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET)
+        return LocalSecrets.from_project(self.project, values, aws)
 
     @property
     def database(self) -> str:

@@ -147,3 +147,13 @@ def test_the_ledger_keeps_each_batchs_recent_requests_for_the_next_runs_rate_lim
     # this batch's own requests plus the earlier runs' that were still inside its window (seeded)
     assert 0 < newest["REQUESTS"] <= len(times) <= 100
     assert times == sorted(times) and times[-1] - times[0] < 60.25
+
+
+def test_api_a_token_comes_from_the_oauth2_secrets_integration_once_per_call(stack, first_run):
+    """The OAUTH2 secret and its integration in external_access/ drive the token exchange, as in Snowflake."""
+    stack.mock_apis.reset()
+    _run_ok(stack)
+    _run_ok(stack)
+    stats = stack.mock_apis.stats()["api_a"]
+    assert stats["paths"]["/oauth/token"]["status"] == {"200": 2}  # one token per INGEST_API_A call
+    assert stats["unauthorized_401"] == 0 and stats["paths"]["/v1/events"]["requests"] >= 2

@@ -79,13 +79,22 @@ SQLFLUFF_GAPS = {
     "CREATE EXTERNAL ACCESS INTEGRATION": re.compile(
         rf"CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS {NAME} "
         rf"ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
+        rf"(ALLOWED_API_AUTHENTICATION_INTEGRATIONS = \({NAME}(, {NAME})*\) )?"
         rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE( COMMENT = '[^']*')?"),
     "ALTER EXTERNAL ACCESS INTEGRATION": re.compile(
         rf"ALTER EXTERNAL ACCESS INTEGRATION {NAME} SET ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
+        rf"(ALLOWED_API_AUTHENTICATION_INTEGRATIONS = \({NAME}(, {NAME})*\) )?"
         rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE"),
     "CREATE SECURITY INTEGRATION": re.compile(
-        rf"CREATE SECURITY INTEGRATION IF NOT EXISTS {NAME} TYPE = API_AUTHENTICATION AUTH_TYPE = AWS_IAM "
-        r"AWS_ROLE_ARN = '[^']+' ENABLED = TRUE( COMMENT = '[^']*')?"),
+        rf"CREATE SECURITY INTEGRATION IF NOT EXISTS {NAME} TYPE = API_AUTHENTICATION ("
+        r"AUTH_TYPE = AWS_IAM AWS_ROLE_ARN = '[^']+' ENABLED = TRUE"
+        r"|AUTH_TYPE = OAUTH2 ENABLED = TRUE OAUTH_TOKEN_ENDPOINT = 'https?://[^']+' "
+        r"OAUTH_CLIENT_AUTH_METHOD = CLIENT_SECRET_(POST|BASIC) OAUTH_CLIENT_ID = '[^']+' "
+        r"OAUTH_CLIENT_SECRET = '[^']+' OAUTH_GRANT = 'CLIENT_CREDENTIALS' OAUTH_ALLOWED_SCOPES = \('[^']+'\)"
+        r")( COMMENT = '[^']*')?"),
+    "ALTER SECURITY INTEGRATION": re.compile(
+        rf"ALTER SECURITY INTEGRATION {NAME} SET ENABLED = TRUE OAUTH_TOKEN_ENDPOINT = 'https?://[^']+' "
+        r"OAUTH_CLIENT_ID = '[^']+' OAUTH_CLIENT_SECRET = '[^']+' OAUTH_ALLOWED_SCOPES = \('[^']+'\)"),
     "ALTER NETWORK RULE": re.compile(
         rf"ALTER NETWORK RULE {NAME} SET VALUE_LIST = \('[^']+'(, '[^']+')*\)( COMMENT = '[^']*')?"),
 }
@@ -246,7 +255,7 @@ def test_every_rendered_statement_parses_as_snowflake_sql(plan, teardown, projec
         assert kinds.count(tokens.TokenType.L_PAREN) == kinds.count(tokens.TokenType.R_PAREN), statement
         assert SQLFLUFF_GAPS[head].fullmatch(_flat(statement)), statement
     assert gaps["CREATE EXTERNAL ACCESS INTEGRATION"] == 4 and gaps["ALTER NETWORK RULE"] == 4
-    assert gaps["CREATE SECURITY INTEGRATION"] == 1
+    assert gaps["CREATE SECURITY INTEGRATION"] == 2 and gaps["ALTER SECURITY INTEGRATION"] == 1
 
 
 def test_owned_sql_has_a_comment_above_every_statement_and_upper_case_keywords():
@@ -314,8 +323,17 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
     assert {s.rsplit(".", 1)[-1] for s in secrets} == {
         "API_A_CLIENT_SECRET", "API_B_KEY_SECRET", "API_C_LOGIN_SECRET", "AWS_S3_SECRET"}
     kinds = {name.rsplit(".", 1)[-1]: re.search(r"TYPE = (\w+)", s).group(1) for name, s in secrets.items()}
-    assert kinds == {"API_A_CLIENT_SECRET": "PASSWORD", "API_B_KEY_SECRET": "GENERIC_STRING",
+    assert kinds == {"API_A_CLIENT_SECRET": "OAUTH2", "API_B_KEY_SECRET": "GENERIC_STRING",
                      "API_C_LOGIN_SECRET": "PASSWORD", "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN"}
+    integrations = _created(statements, "SECURITY INTEGRATION")
+    for name, secret in secrets.items():  # OAUTH2 and CLOUD_PROVIDER_TOKEN secrets
+        used = re.search(r"API_AUTHENTICATION = '?([A-Z0-9_$]+)", secret)
+        if used:
+            assert used.group(1) in integrations, f"{name} names {used.group(1)}, which is not created"
+    api_a_eai = eais[project.procedures()["INGEST_API_A"].external_access_integrations[0].upper()]
+    api_a_secret = secrets[project.procedures()["INGEST_API_A"].secrets["api_a_client"].upper()]
+    oauth = re.search(r"API_AUTHENTICATION = ([A-Z0-9_$]+)", api_a_secret)
+    assert _names_in("ALLOWED_API_AUTHENTICATION_INTEGRATIONS", api_a_eai) == [oauth.group(1)]
     admin = _statements([s for s in plan if "admin" in s.name])
     assert all(re.match(r"^(USE ROLE|CREATE|ALTER|GRANT)\b", s) for s in admin)
     assert not any("INTEGRATION" in s and s.startswith("CREATE") for s in
@@ -453,7 +471,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     assert [entry["argv"][0] for entry in log] == ["sql", "sql", "sql"]
     assert all(entry["cwd"] == str(PROJECT_ROOT) for entry in log)
     sent = log[2]["stdin"]
-    assert "PASSWORD = 's3cr3t-''quoted''-\\\\backslash-9c8b'" in sent  # escaped into its literal
+    assert "OAUTH_CLIENT_SECRET = 's3cr3t-''quoted''-\\\\backslash-9c8b'" in log[0]["stdin"]
     assert "'soap-pass-&{not_a_template}-<% nor_this %>'" in sent and "--enable-templating" in log[2]["argv"]
     shown = message + "\n".join(out) + json.dumps([e["argv"] for e in log])
     for value in SECRET_VALUES.values():
@@ -487,7 +505,7 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
                      "[14/14] grants (sql/07_grants.sql)",
                      "$ snow snowpark deploy --replace --connection any", "CREATE PIPE IF NOT EXISTS",
                      "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
-                     "USERNAME = '<from env API2SNOW_API_A_CLIENT_ID>'"):
+                     "OAUTH_CLIENT_SECRET = '<from env API2SNOW_API_A_CLIENT_SECRET>'"):
         assert fragment in out, fragment
 
 

@@ -87,11 +87,20 @@ def _settings(**values: str):
     return Settings(database="DB", values={"api_a_base_url": "http://a.example", **values})
 
 
-def test_api_a_can_use_a_token_that_snowflake_manages():
-    auth = get_source("api_a").auth(_Platform(), _settings(api_a_auth="snowflake_oauth"), http=None)
+def test_api_a_uses_the_token_snowflake_obtains_by_default():
+    auth = get_source("api_a").auth(_Platform(), _settings(), http=None)
     headers: dict[str, str] = {}
     auth.apply(headers, {})
     assert headers["Authorization"] == "Bearer token-from-snowflake"
+
+
+def test_api_a_can_exchange_client_credentials_itself():
+    from api2snow.http.auth import OAuth2ClientCredentials
+
+    auth = get_source("api_a").auth(_Platform(), _settings(api_a_auth="client_credentials"), http=None)
+    assert isinstance(auth, OAuth2ClientCredentials)
+    assert auth.token_url == "http://a.example/oauth/token"
+    assert (auth.client_id, auth.scope) == ("client", "events:read")
 
 
 def test_api_a_rejects_an_unknown_auth_mode():

@@ -2,11 +2,13 @@
 
 Ingest alternates network waits (fetching a page) with CPU work (normalising and compressing it). Running
 the page iterator in one background thread overlaps the two; a bounded queue keeps at most `depth` pages
-waiting, so memory stays at a few pages however long the extract.
+waiting, so memory stays at a few pages however long the extract. The worker runs in a copy of the caller's
+context, so whatever the platform keeps per procedure call is the same in both threads.
 """
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -46,7 +48,9 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         except BaseException as exc:  # handed to the consumer, which re-raises it
             put((_ERROR, exc))
 
-    worker = threading.Thread(target=produce, name="page-prefetch", daemon=True)
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(produce,), name="page-prefetch", daemon=True
+    )
     worker.start()
     try:
         while True:

@@ -30,8 +30,8 @@ class ApiA(Source):
     page_size = 100
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
-        """Client credentials exchanged here (PASSWORD secret) or a Snowflake-managed token (OAUTH2)."""
-        mode = settings.get("api_a_auth", "client_credentials")
+        """A token Snowflake obtains (OAUTH2 secret, default) or client credentials used here (PASSWORD)."""
+        mode = settings.get("api_a_auth", "snowflake_oauth")
         if mode == "snowflake_oauth":
             return BearerTokenAuth(lambda: platform.oauth_access_token(SECRET_KEY))
         if mode != "client_credentials":
