@@ -225,10 +225,11 @@ def status(
     env: Annotated[str, typer.Option("--env", help="with --connection: dev or prod, see deploy/envs.yml")] = (
         "dev"
     ),
+    assignments: SetOption = None,
 ) -> None:
     """The latest graph run as the graph's tree: state, duration, return value and error per task."""
     if connection:
-        result = _snowflake_status(connection, env)
+        result = _snowflake_status(connection, env, assignments)
     else:
         project = Project.load()
         graph = _graph(project)
@@ -270,12 +271,23 @@ EnvOption = Annotated[str, typer.Option("--env", help="dev or prod: the override
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="print every command and rendered statement; connect to nothing")
 ]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-D", metavar="KEY=VALUE",
+                 help="override one snowflake.yml env value on top of deploy/envs.yml (repeatable)"),
+]
 
 
-def _snowflake_status(connection: str, env: str) -> GraphRunStatus:
-    from .deploy import load_project, remote_latest_run_rows
+def _load_project(env: str, assignments: list[str] | None) -> Project:
+    from .deploy import load_project, parse_assignments
 
-    project = load_project(env)
+    return load_project(env, parse_assignments(assignments or []))
+
+
+def _snowflake_status(connection: str, env: str, assignments: list[str] | None = None) -> GraphRunStatus:
+    from .deploy import remote_latest_run_rows
+
+    project = _load_project(env, assignments)
     return graph_run_status(remote_latest_run_rows(project, connection), _graph(project))
 
 
@@ -287,11 +299,12 @@ def deploy(
     skip_admin: Annotated[
         bool, typer.Option("--skip-admin", help="skip the ACCOUNTADMIN part; print what an admin must run")
     ] = False,
+    assignments: SetOption = None,
 ) -> None:
     """Deploy to Snowflake with `snow`: setup, external access, procedures, layers, task graph, grants."""
-    from .deploy import build_plan, load_project, plan_header, run_plan
+    from .deploy import build_plan, plan_header, run_plan
 
-    project = load_project(env)
+    project = _load_project(env, assignments)
     steps = build_plan(project, env, connection, skip_admin=skip_admin, secrets_from_env=True)
     typer.echo(plan_header(project, env, connection, dry_run))
     run_plan(steps, dry_run=dry_run, echo=typer.echo)
@@ -311,11 +324,12 @@ def teardown(
         bool, typer.Option("--include-admin", help="also drop the integrations and roles (ACCOUNTADMIN)")
     ] = False,
     dry_run: DryRunOption = False,
+    assignments: SetOption = None,
 ) -> None:
     """Remove what deploy created: tasks, pipes, procedures, the database (integrations: --include-admin)."""
-    from .deploy import load_project, plan_header, run_plan, teardown_plan
+    from .deploy import plan_header, run_plan, teardown_plan
 
-    project = load_project(env)
+    project = _load_project(env, assignments)
     steps = teardown_plan(project, env, connection, include_admin=include_admin)
     typer.echo(plan_header(project, env, connection, dry_run, what="teardown"))
     if not dry_run and not yes:

@@ -85,7 +85,22 @@ def env_overrides(env_name: str, root: Path = PROJECT_ROOT) -> dict[str, str]:
 def load_project(env_name: str, overrides: Mapping[str, str] | None = None,
                  root: Path = PROJECT_ROOT) -> Project:
     """The project rendered for `env_name`: snowflake.yml env, then deploy/envs.yml, then `overrides`."""
-    return Project.load(root, {**env_overrides(env_name, root), **dict(overrides or {})})
+    project = Project.load(root, {**env_overrides(env_name, root), **dict(overrides or {})})
+    unknown = sorted(set(overrides or {}) - set(project.definition.get("env", {})))
+    if unknown:
+        raise ProjectError(f"cannot override {', '.join(unknown)}: not in snowflake.yml env")
+    return project
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings (`--set`/`-D`) as a dict; the value may be empty or contain `=`."""
+    values: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ProjectError(f"--set expects KEY=VALUE, got {assignment!r}")
+        values[key.strip()] = value
+    return values
 
 
 def _check_env(project: Project, env_name: str) -> None:

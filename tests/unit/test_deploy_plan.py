@@ -41,7 +41,7 @@ from api2snow_cli.deploy import (
 )
 from api2snow_cli.history import graph_run_status
 from api2snow_cli.local.tasks import graph_from_statements, is_task_statement
-from api2snow_cli.project import PROJECT_ROOT, Project
+from api2snow_cli.project import PROJECT_ROOT, Project, ProjectError
 
 GOLDEN = Path(__file__).parent / "golden" / "deploy_plan_dev.txt"
 # The fixed environment of the golden plan: every value pinned, so only a change to the project's SQL,
@@ -507,6 +507,19 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
                      "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
                      "OAUTH_CLIENT_SECRET = '<from env API2SNOW_API_A_CLIENT_SECRET>'"):
         assert fragment in out, fragment
+
+
+def test_set_overrides_one_env_value_everywhere_and_rejects_what_it_cannot_set():
+    args = ["deploy", "--connection", "any", "--env", "prod", "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "-D", "database=SCRATCH_DB", "--set", "code_stage=CODE2"])
+    assert result.exit_code == 0, result.output
+    assert "CREATE DATABASE IF NOT EXISTS SCRATCH_DB;" in result.output
+    assert "--env database=SCRATCH_DB" in result.output and "--env code_stage=CODE2" in result.output
+    assert "VIDEO_ANALYTICS." not in result.output
+    for bad, message in (("nope=1", "cannot override nope: not in snowflake.yml env"),
+                         ("database", "--set expects KEY=VALUE, got 'database'")):
+        with pytest.raises(ProjectError, match=message):
+            CliRunner().invoke(app, [*args, "-D", bad], catch_exceptions=False)
 
 
 def test_teardown_dry_run_through_the_cli_asks_nothing():
