@@ -79,6 +79,12 @@ def _query(project, sql: str) -> list[dict]:
     return snow_query(CONNECTION, sql, role=project.env["owner_role"], cwd=project.root)
 
 
+def _row_count(project, table: str) -> int:
+    rows = _query(project, f"SELECT COUNT(*) AS n FROM {table}")
+    assert len(rows) == 1, f"SELECT COUNT(*) FROM {table} returned {rows!r}"
+    return int(rows[0]["N"])
+
+
 @pytest.fixture(scope="module")
 def project():
     project = load_project("dev", _overrides())
@@ -128,7 +134,7 @@ def test_one_graph_run_succeeds_and_fills_every_layer(project, graph):
         finalizer = next((t for t in status.tasks if t.name == graph.finalizer.short_name), None)
         if ours and finalizer is not None and finalizer.state in TERMINAL:
             break
-        time.sleep(20)
+        time.sleep(min(20.0, max(0.0, deadline - time.monotonic())))
     else:
         pytest.fail(f"the graph run did not finish within {RUN_TIMEOUT_S} s: {status and status.to_dict()}")
     failed = {t.name: (t.state, t.error) for t in status.tasks if t.state != "SUCCEEDED"}
@@ -145,9 +151,9 @@ def test_one_graph_run_succeeds_and_fills_every_layer(project, graph):
 def test_a_second_deploy_keeps_pipes_and_tables(project):
     db = project.env["database"]
     before = {row["name"]: row["created_on"] for row in _query(project, f"SHOW PIPES IN SCHEMA {db}.RAW")}
-    rows_before = _query(project, f"SELECT COUNT(*) AS n FROM {db}.RAW.API_A_EVENTS")[0]["N"]
+    rows_before = _row_count(project, f"{db}.RAW.API_A_EVENTS")
     run_plan(build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True),
              dry_run=False, echo=print)
     after = {row["name"]: row["created_on"] for row in _query(project, f"SHOW PIPES IN SCHEMA {db}.RAW")}
     assert after == before, "a redeploy recreated a pipe (its load history is gone)"
-    assert _query(project, f"SELECT COUNT(*) AS n FROM {db}.RAW.API_A_EVENTS")[0]["N"] == rows_before
+    assert _row_count(project, f"{db}.RAW.API_A_EVENTS") == rows_before

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -565,3 +566,23 @@ def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatc
     done = graph_run_status([SnowRow({**r, "NAME": t.short_name}) for r in rows[:1]
                              for t in [*graph.order(), graph.finalizer]], graph)
     assert done.state == "SUCCEEDED"
+
+
+def test_the_live_suite_fails_loudly_when_the_account_shows_nothing_deployed(tmp_path):
+    """The live suite against a `snow` that accepts every command and shows nothing: each test must fail."""
+    script = tmp_path / "snow"
+    script.write_text(FAKE_SNOW.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "rows.json").write_text("[]")
+    env = {**os.environ, **SECRET_VALUES, "API2SNOW_SNOW_BIN": str(script), "FAKE_SNOW_DIR": str(tmp_path),
+           "FAKE_SNOW_JSON": str(tmp_path / "rows.json"), "API2SNOW_LIVE_CONNECTION": "nothing-deployed",
+           "API2SNOW_LIVE_RUN_TIMEOUT_S": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "snowflake", "-p", "no:cacheprovider",
+         str(PROJECT_ROOT / "tests" / "test_live_snowflake.py")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=240)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "3 failed" in summary and "skipped" not in summary, summary
+    assert "did not finish within 1 s" in result.stdout
+    assert int((tmp_path / "calls").read_text()) > 14, "the suite did not run the deploy plan"
