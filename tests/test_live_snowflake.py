@@ -121,6 +121,18 @@ def test_deploy_created_every_task_pipe_procedure_and_secret(project, graph):
     assert states[graph.root.short_name] == "started", "deploy did not resume the graph"
 
 
+def test_the_analyst_role_holds_nothing_on_raw_clean_secrets_or_integrations(project):
+    db = project.env["database"]
+    grants = _query(project, f"SHOW GRANTS TO ROLE {project.env['analyst_role']}")
+    assert grants, "SHOW GRANTS TO ROLE <analyst> returned nothing: sql/07_grants.sql did not run"
+    ours = [(row["privilege"], row["granted_on"], row["name"]) for row in grants
+            if str(row["name"]).upper().startswith(f"{db}.") or row["granted_on"] == "DATABASE"]
+    forbidden = [g for g in ours if g[1] in ("SECRET", "INTEGRATION")
+                 or f"{db}.RAW." in str(g[2]).upper() or f"{db}.CLEAN." in str(g[2]).upper()]
+    assert not forbidden, f"the analyst role can reach {forbidden}"
+    assert any(g[1] == "VIEW" and f"{db}.ANALYTICS." in str(g[2]).upper() for g in ours), ours
+
+
 def test_one_graph_run_succeeds_and_fills_every_layer(project, graph):
     db = project.env["database"]
     started = datetime.now(UTC) - timedelta(seconds=30)

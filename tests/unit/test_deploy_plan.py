@@ -569,7 +569,7 @@ def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatc
 
 
 def test_the_live_suite_fails_loudly_when_the_account_shows_nothing_deployed(tmp_path):
-    """The live suite against a `snow` that accepts every command and shows nothing: each test must fail."""
+    """The live suite against a `snow` that accepts every command and shows nothing: every test fails."""
     script = tmp_path / "snow"
     script.write_text(FAKE_SNOW.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -583,6 +583,53 @@ def test_the_live_suite_fails_loudly_when_the_account_shows_nothing_deployed(tmp
         capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=240)
     summary = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "3 failed" in summary and "skipped" not in summary, summary
+    assert "4 failed" in summary and "skipped" not in summary, summary
     assert "did not finish within 1 s" in result.stdout
     assert int((tmp_path / "calls").read_text()) > 14, "the suite did not run the deploy plan"
+
+
+_GRANT = re.compile(r"^GRANT (?P<privileges>.+?) ON (?P<target>.+?) TO ROLE (?P<role>\S+)$")
+
+
+def _grants_to(plan: list[Step], role: str) -> list[tuple[str, str]]:
+    grants = []
+    for statement in _statements(plan):
+        match = _GRANT.match(_flat(statement))
+        if match and match.group("role") == role:
+            grants.append((match.group("privileges"), match.group("target")))
+    return grants
+
+
+def test_the_analyst_reads_analytics_and_calls_its_procedures_but_sees_no_raw_secret_or_integration(
+        plan, project):
+    db = project.env["database"]
+    grants = _grants_to(plan, project.env["analyst_role"])
+    allowed = re.compile(
+        rf"^(USAGE ON (DATABASE {db}|WAREHOUSE {project.env['warehouse']}|SCHEMA {db}\.(ANALYTICS|OPS)"
+        rf"|PROCEDURE {db}\.OPS\.\w+\(\))"
+        rf"|SELECT ON (ALL|FUTURE) (VIEWS|TABLES) IN SCHEMA {db}\.ANALYTICS)$")
+    assert grants and all(allowed.match(f"{p} ON {t}") for p, t in grants), grants
+    called = {re.search(r"OPS\.(\w+)\(", t).group(1) for p, t in grants if t.startswith("PROCEDURE")}
+    assert called == {"BUILD_ANALYTICS", "RUN_DQ"}
+    assert not any(project.procedures()[name].secrets for name in called), called
+    flat = " ".join(t for _, t in grants)
+    assert not re.search(r"\.(RAW|CLEAN)\b|SECRET|INTEGRATION", flat)
+
+
+def test_the_operator_runs_and_watches_the_graph_without_secrets_or_integrations(plan, project):
+    db = project.env["database"]
+    grants = _grants_to(plan, project.env["operator_role"])
+    assert ("MONITOR, OPERATE", f"ALL TASKS IN SCHEMA {db}.PIPELINE") in grants
+    assert ("EXECUTE TASK", "ACCOUNT") in grants
+    assert {t for p, t in grants if p == "MONITOR" and t.startswith("PIPE")} == {
+        f"PIPE {db}.RAW.{name}_PIPE" for name in ("API_A_EVENTS", "API_B_EVENTS", "API_C_CAMERAS",
+                                                   "REJECTED_RECORDS")}
+    assert not any("SECRET" in t or "INTEGRATION" in t or p.startswith("SELECT") and ".RAW." in t
+                   for p, t in grants), grants
+
+
+def test_procedures_run_as_their_owner(project):
+    mixins = project.definition["mixins"]
+    for entity in project.definition["entities"].values():
+        merged = {**{k: v for m in entity["meta"]["use_mixins"] for k, v in mixins[m].items()}, **entity}
+        assert merged["execute_as_caller"] is False
