@@ -1,7 +1,7 @@
 """Live suite: deploy into a throwaway database of a real Snowflake account, run the task graph once with
 EXECUTE TASK, check every task, every layer and the analyst role's grants, deploy again (nothing that holds
-data is recreated), and tear down. Every step goes through the same `api2snow deploy` plan that users run, so a step that does not
-happen fails here loudly; nothing is mocked.
+data is recreated), and tear down. Every step goes through the same `api2snow deploy` plan that users run,
+so a step that does not happen fails here loudly; nothing is mocked.
 
 Skipped unless API2SNOW_LIVE_CONNECTION names a `snow` connection (~/.snowflake/config.toml). It needs:
 - API2SNOW_LIVE_CONNECTION: a connection whose user may use ACCOUNTADMIN, or API2SNOW_LIVE_SKIP_ADMIN=1
