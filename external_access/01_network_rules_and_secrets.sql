@@ -1,6 +1,7 @@
 -- api2snow external access, the part the owner role runs: network rules and secrets in <db>.OPS.
 -- `api2snow deploy` runs it after external_access/02 part 1 (the AWS_IAM and OAuth2 integrations that
--- AWS_S3_SECRET and API_A_CLIENT_SECRET name must exist) and before part 2 (the external access integrations that list these rules and secrets).
+-- AWS_S3_SECRET and API_A_CLIENT_SECRET name must exist) and before part 2 (the external access
+-- integrations that list these rules and secrets).
 --
 -- Idempotent without replacing anything: each object is created only if absent, then brought up to date with
 -- ALTER. Replacing a rule or a secret would break the integrations and procedures that refer to it.

@@ -2,7 +2,8 @@
 -- MANAGE GRANTS). Kept apart so an admin can run it once while everyone else deploys with --skip-admin.
 --
 -- Two parts, because the external access integrations (part 2) list the network rules and secrets that
--- external_access/01 creates, and AWS_S3_SECRET in external_access/01 names the AWS_IAM integration of part 1.
+-- external_access/01 creates, and AWS_S3_SECRET and API_A_CLIENT_SECRET there name part 1's AWS_IAM and
+-- OAuth2 integrations.
 -- `api2snow deploy` runs: part 1, sql/01 setup, external_access/01, part 2, then everything else.
 --
 -- Template variables that are NOT in snowflake.yml's env block: aws_role_arn, the IAM role that the

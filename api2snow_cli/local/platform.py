@@ -4,8 +4,8 @@ Secrets are the objects external_access/ creates, with the local stack's own val
 by the secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
 declare, or reading one in a way its type does not allow, fails here just as it would in Snowflake. An OAUTH2
 secret's token is fetched once per procedure call and refreshed before it expires, as Snowflake does.
-Pipe refresh goes to the local pipe loader; task
-return values, the run id and the graph config come from the local task runner.
+Pipe refresh goes to the local pipe loader; task return values, the run id and the graph config come from
+the local task runner.
 """
 
 from __future__ import annotations
