@@ -241,8 +241,9 @@ def test_api_key_basic_and_bearer_headers() -> None:
 
     tokens = iter(["t1", "t2"])
     provider = BearerTokenAuth(lambda: next(tokens))
-    assert [bearer(provider), bearer(provider)] == ["Bearer t1", "Bearer t2"]
+    assert [bearer(provider), bearer(provider)] == ["Bearer t1", "Bearer t1"]  # asked once, reused
     assert provider.on_unauthorized() is True
+    assert bearer(provider) == "Bearer t2"  # asked again after a 401
     assert ApiKeyAuth("X-API-Key", "k").on_unauthorized() is False
     assert HttpBasicAuth("u", "p").on_unauthorized() is False
 

@@ -82,22 +82,34 @@ class HttpBasicAuth(Auth):
 
 
 class BearerTokenAuth(Auth):
-    """Bearer token from a provider callable, e.g. Snowflake's OAuth secret integration.
+    """Bearer token from a provider callable, e.g. Snowflake's OAuth2 secret (`get_oauth_access_token`).
 
-    The provider is asked on every request so that it can hand out a refreshed token; after a 401
-    one retry is worth it for the same reason.
+    The token is asked for once and reused; after a 401 it is forgotten and asked for again, so a provider
+    that refreshes tokens (Snowflake does) hands out a fresh one, and one retry is worth it. Asking once,
+    not per request, keeps the provider's work (a call into Snowflake) off the hot path; `token()` lets the
+    caller ask in its own thread before worker threads send requests.
     """
 
     def __init__(self, get_token: Callable[[], str]) -> None:
         self._get_token = get_token
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None:
+                token = self._get_token()
+                if not token:
+                    raise AuthError("", "", None, "bearer token provider returned an empty token")
+                self._token = token
+            return self._token
 
     def apply(self, headers: dict[str, str], request_kwargs: dict[str, Any]) -> None:
-        token = self._get_token()
-        if not token:
-            raise AuthError("", "", None, "bearer token provider returned an empty token")
-        headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"Bearer {self.token()}"
 
     def on_unauthorized(self) -> bool:
+        with self._lock:
+            self._token = None
         return True
 
     def __repr__(self) -> str:

@@ -33,7 +33,9 @@ class ApiA(Source):
         """A token Snowflake obtains (OAUTH2 secret, default) or client credentials used here (PASSWORD)."""
         mode = settings.get("api_a_auth", "snowflake_oauth")
         if mode == "snowflake_oauth":
-            return BearerTokenAuth(lambda: platform.oauth_access_token(SECRET_KEY))
+            bearer = BearerTokenAuth(lambda: platform.oauth_access_token(SECRET_KEY))
+            bearer.token()  # in the handler's thread, before page prefetch starts its own
+            return bearer
         if mode != "client_credentials":
             raise ConfigError(f"api_a_auth must be client_credentials or snowflake_oauth, got {mode!r}")
         client_id, client_secret = platform.username_password(SECRET_KEY)
