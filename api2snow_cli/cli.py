@@ -18,7 +18,7 @@ import typer
 
 from .console import console, fail, print_graph, print_json, print_rows, rows_as_dicts
 from .history import GraphRunStatus, graph_run_status, latest_run_rows
-from .local.tasks import graph_from_statements
+from .local.tasks import project_task_graph
 from .project import PROJECT_ROOT, Project
 
 app = typer.Typer(
@@ -45,13 +45,6 @@ def _home() -> Path:
     from .local.stack import default_home
 
     return default_home()
-
-
-def _graph(project: Project):
-    statements = [
-        s for p in project.sql_files("sql") if p.name.endswith("tasks.sql") for s in project.statements(p)
-    ]
-    return graph_from_statements(statements)
 
 
 def _running_stack() -> dict[str, Any] | None:
@@ -232,7 +225,7 @@ def status(
         result = _snowflake_status(connection, env, assignments)
     else:
         project = Project.load()
-        graph = _graph(project)
+        graph = project_task_graph(project)
         with _warehouse_session() as session:
             rows = latest_run_rows(session, f"{project.env['database'].upper()}.OPS.TASK_HISTORY")
         result = graph_run_status(rows, graph)
@@ -288,7 +281,7 @@ def _snowflake_status(connection: str, env: str, assignments: list[str] | None =
     from .deploy import remote_latest_run_rows
 
     project = _load_project(env, assignments)
-    return graph_run_status(remote_latest_run_rows(project, connection), _graph(project))
+    return graph_run_status(remote_latest_run_rows(project, connection), project_task_graph(project))
 
 
 @app.command()

@@ -28,8 +28,9 @@ from typing import Any
 
 import yaml
 
+from .history import latest_run_query
 from .local.pipes import PipeDefinition, is_pipe_statement
-from .local.tasks import TaskGraph, graph_from_statements, is_task_statement
+from .local.tasks import is_task_statement, project_task_graph
 from .project import (
     ADMIN_SQL,
     EXTERNAL_ACCESS_SQL,
@@ -187,9 +188,9 @@ class _Planner:
     def sql(self, name: str, statements: list[str], admin: bool = False, skipped: str | None = None) -> Step:
         argv = _sql_argv(self.connection, ADMIN_ROLE, None) if admin else _sql_argv(
             self.connection, self.owner, self.warehouse)
-        used = {m for s in statements for m in _MARKER_RE.findall(s)}
-        return Step(name, "sql", argv, list(statements), skipped=skipped, cwd=self.project.root,
-                    secrets={k: v for k, v in self.secrets.items() if k in used})
+        step = Step(name, "sql", argv, list(statements), skipped=skipped, cwd=self.project.root)
+        step.secrets = {k: v for k, v in self.secrets.items() if k in step.secret_names()}
+        return step
 
     def snow(self, name: str, argv: list[str]) -> Step:
         connection = ["--connection", self.connection, "--role", self.owner]
@@ -203,9 +204,6 @@ class _Planner:
     def layer_files(self) -> list[Path]:
         return self.project.sql_files("sql")
 
-    def tasks_graph(self) -> TaskGraph:
-        return graph_from_statements([s for p in self.layer_files() for s in self.project.statements(p)
-                                      if is_task_statement(s)])
 
 
 def _admin_parts(planner: _Planner) -> tuple[list[str], list[str]]:
@@ -220,8 +218,9 @@ def _admin_parts(planner: _Planner) -> tuple[list[str], list[str]]:
 
 def _skip_admin_note(env_name: str, part: str) -> str:
     return (f"--skip-admin: an account admin runs {part} of {ADMIN_SQL} as {ADMIN_ROLE} once, and again "
-            "when hosts, bucket or roles change: `api2snow deploy --connection <admin connection> "
-            f"--env {env_name}`, or the statements below with "
+            "when hosts, bucket, roles or API A's client credentials change: "
+            f"`api2snow deploy --connection <admin connection> --env {env_name}`, "
+            "or the statements below with "
             f"`snow sql --connection <admin connection> --role {ADMIN_ROLE} --stdin`")
 
 
@@ -229,16 +228,17 @@ def build_plan(project: Project, env_name: str, connection: str, skip_admin: boo
                secrets_from_env: bool = True) -> list[Step]:
     """Every step of a deploy, in order, rendered for the project's environment; nothing connects.
 
-    Order: admin part 1 (roles, warehouse, storage and AWS_IAM integrations), sql/01 setup, external_access/01
-    (network rules, secrets), admin part 2 (external access integrations), snow snowpark build + deploy,
-    then sql/02 onward; sql/06's tasks are wrapped in suspend-root / SYSTEM$TASK_DEPENDENTS_ENABLE.
+    Order: admin part 1 (roles, warehouse, storage, AWS_IAM and OAuth2 integrations), sql/01 setup,
+    external_access/01 (network rules, secrets), admin part 2 (external access integrations), snow snowpark
+    build + deploy, then sql/02 onward; sql/06's tasks are wrapped in suspend-root /
+    SYSTEM$TASK_DEPENDENTS_ENABLE.
     """
     _check_env(project, env_name)
     planner = _Planner(project, connection, secrets_from_environment() if secrets_from_env else {})
     admin_1, admin_2 = _admin_parts(planner)
     files = planner.layer_files()
     setup, layers = files[0], files[1:]
-    graph = planner.tasks_graph()
+    graph = project_task_graph(project)
     root = graph.root.name
 
     skip_1 = _skip_admin_note(env_name, "part 1") if skip_admin else None
@@ -279,7 +279,7 @@ def teardown_plan(project: Project, env_name: str, connection: str,
     _check_env(project, env_name)
     planner = _Planner(project, connection, {})
     admin_1, admin_2 = _admin_parts(planner)
-    graph = planner.tasks_graph()
+    graph = project_task_graph(project)
     tasks = ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
     pipes = [PipeDefinition.parse(s).name for p in planner.layer_files() for s in project.statements(p)
              if is_pipe_statement(s)]
@@ -371,6 +371,11 @@ def snow_error(text: str) -> str:
     return " ".join(lines) or "(no output)"
 
 
+def missing_secrets(steps: list[Step]) -> list[str]:
+    """The environment variables that the steps which will run need and do not have."""
+    return sorted({var for step in steps if not step.skipped for var in step.missing_secrets()})
+
+
 def run_plan(steps: list[Step], dry_run: bool, echo: Callable[[str], None],
              snow_bin: str | None = None) -> None:
     """Print every step (dry run) or run them in order; the first failure raises DeployError naming it."""
@@ -379,7 +384,7 @@ def run_plan(steps: list[Step], dry_run: bool, echo: Callable[[str], None],
         for index, step in enumerate(steps, 1):
             _show_step(index, total, step, echo)
         return
-    missing = sorted({var for step in steps if not step.skipped for var in step.missing_secrets()})
+    missing = missing_secrets(steps)
     if missing:
         raise DeployError(f"set {', '.join(missing)} in the environment: secret values are read from there "
                           "only (docs/DEPLOY.md)")
@@ -423,38 +428,14 @@ def snow_query(connection: str, query: str, snow_bin: str | None = None, role: s
 
 
 def task_history_query(project: Project) -> str:
-    """Latest attempt of each task of the newest started graph run, from INFORMATION_SCHEMA.TASK_HISTORY()."""
+    """`latest_run_query` over this database's tasks in INFORMATION_SCHEMA.TASK_HISTORY() (last 7 days)."""
     database = project.env["database"].upper()
-    return f"""WITH history AS (
-    SELECT *
-    FROM TABLE({database}.INFORMATION_SCHEMA.TASK_HISTORY(
-        SCHEDULED_TIME_RANGE_START => DATEADD('day', -7, CURRENT_TIMESTAMP()),
-        RESULT_LIMIT => 10000
-    ))
-    WHERE database_name = '{database}' AND schema_name = 'PIPELINE'
-),
-
-latest_run AS (
-    SELECT graph_run_group_id
-    FROM history
-    WHERE graph_run_group_id IS NOT NULL AND state <> 'SCHEDULED'
-    ORDER BY scheduled_time DESC, query_start_time DESC NULLS LAST
-    LIMIT 1
-)
-
-SELECT
-    name,
-    state,
-    scheduled_time,
-    query_start_time,
-    completed_time,
-    return_value,
-    error_message,
-    graph_run_group_id,
-    attempt_number
-FROM history
-WHERE graph_run_group_id = (SELECT graph_run_group_id FROM latest_run)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"""
+    return latest_run_query(
+        f"TABLE({database}.INFORMATION_SCHEMA.TASK_HISTORY(\n"
+        "        SCHEDULED_TIME_RANGE_START => DATEADD('day', -7, CURRENT_TIMESTAMP()),\n"
+        "        RESULT_LIMIT => 10000\n    ))",
+        f"database_name = '{database}' AND schema_name = 'PIPELINE'",
+    )
 
 
 class SnowRow(Mapping[str, Any]):
@@ -487,6 +468,6 @@ def remote_latest_run_rows(project: Project, connection: str, snow_bin: str | No
 
 __all__ = [
     "ADMIN_ROLE", "DeployError", "SECRET_ENV", "SnowRow", "Step", "build_plan", "env_overrides", "host_port",
-    "load_project", "plan_header", "plan_summary", "remote_latest_run_rows", "run_plan", "snow_executable",
-    "snow_query", "task_history_query", "teardown_plan",
+    "load_project", "missing_secrets", "plan_header", "plan_summary", "remote_latest_run_rows", "run_plan",
+    "snow_executable", "snow_query", "task_history_query", "teardown_plan",
 ]

@@ -39,20 +39,41 @@ class GraphRunStatus:
         }
 
 
+def latest_run_query(history_source: str, condition: str = "TRUE") -> str:
+    """Latest attempt of every task of the newest started graph run among the rows of `history_source` that
+    meet `condition` (the local TASK_HISTORY table, or Snowflake's TASK_HISTORY() table function)."""
+    return f"""WITH history AS (
+    SELECT *
+    FROM {history_source}
+    WHERE {condition}
+),
+
+latest_run AS (
+    SELECT graph_run_group_id
+    FROM history
+    WHERE graph_run_group_id IS NOT NULL AND state <> 'SCHEDULED'
+    ORDER BY scheduled_time DESC, query_start_time DESC NULLS LAST
+    LIMIT 1
+)
+
+SELECT
+    name,
+    state,
+    scheduled_time,
+    query_start_time,
+    completed_time,
+    return_value,
+    error_message,
+    graph_run_group_id,
+    attempt_number
+FROM history
+WHERE graph_run_group_id = (SELECT graph_run_group_id FROM latest_run)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"""
+
+
 def latest_run_rows(session: Any, history_source: str) -> list[Any]:
-    """Latest attempt of every task of the newest graph run in `history_source`."""
-    return session.sql(
-        f"""WITH latest_run AS (
-            SELECT graph_run_group_id FROM {history_source}
-            WHERE graph_run_group_id IS NOT NULL
-            ORDER BY scheduled_time DESC, query_start_time DESC NULLS LAST LIMIT 1
-        )
-        SELECT name, state, scheduled_time, query_start_time, completed_time, return_value,
-            error_message, graph_run_group_id, attempt_number
-        FROM {history_source}
-        WHERE graph_run_group_id = (SELECT graph_run_group_id FROM latest_run)
-        QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"""
-    ).collect()
+    """The rows of `latest_run_query` on a Snowpark session (the local TASK_HISTORY table)."""
+    return session.sql(latest_run_query(history_source)).collect()
 
 
 def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
@@ -76,22 +97,16 @@ def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
                 or ([task.finalize.rsplit(".", 1)[-1]] if task.finalize else []),
             )
         )
-    states = {t.state for t in tasks}
-    state = (
-        "NO_RUNS"
-        if not rows
-        else (
-            "FAILED"
-            if states & {"FAILED", "CANCELLED"}
-            else "SUCCEEDED"
-            if states == {"SUCCEEDED"}
-            else "EXECUTING"
-        )
-    )
     first = rows[0] if rows else None
     return GraphRunStatus(
         run_id=first["GRAPH_RUN_GROUP_ID"] if first else None,
-        state=state,
+        state=_graph_state({t.state for t in tasks}) if rows else "NO_RUNS",
         scheduled_time=str(first["SCHEDULED_TIME"]) if first else None,
         tasks=tasks,
     )
+
+
+def _graph_state(task_states: set[str]) -> str:
+    if task_states & {"FAILED", "CANCELLED"}:
+        return "FAILED"
+    return "SUCCEEDED" if task_states == {"SUCCEEDED"} else "EXECUTING"

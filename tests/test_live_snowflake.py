@@ -32,13 +32,14 @@ import yaml
 from api2snow_cli.deploy import (
     build_plan,
     load_project,
+    missing_secrets,
     remote_latest_run_rows,
     run_plan,
     snow_query,
     teardown_plan,
 )
 from api2snow_cli.history import graph_run_status
-from api2snow_cli.local.tasks import graph_from_statements, is_task_statement
+from api2snow_cli.local.tasks import project_task_graph
 from api2snow_cli.project import PROJECT_ROOT
 
 CONNECTION = os.environ.get("API2SNOW_LIVE_CONNECTION")
@@ -89,7 +90,7 @@ def _row_count(project, table: str) -> int:
 def project():
     project = load_project("dev", _overrides())
     plan = build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True)
-    missing = sorted({var for step in plan if not step.skipped for var in step.missing_secrets()})
+    missing = missing_secrets(plan)
     assert not missing, f"the live suite needs {', '.join(missing)} (see {__file__})"
     print(f"\nlive suite: deploying into {project.env['database']} on connection {CONNECTION}")
     try:
@@ -103,8 +104,7 @@ def project():
 
 @pytest.fixture(scope="module")
 def graph(project):
-    statements = [s for p in project.sql_files("sql") for s in project.statements(p) if is_task_statement(s)]
-    return graph_from_statements(statements)
+    return project_task_graph(project)
 
 
 def test_deploy_created_every_task_pipe_procedure_and_secret(project, graph):

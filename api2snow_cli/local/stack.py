@@ -90,7 +90,6 @@ class LocalStack:
         self.loader: LocalPipeLoader | None = None
         self.dispatcher: ProcedureDispatcher | None = None
         self.graph: TaskGraph | None = None
-        self.skipped: list[str] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -208,7 +207,7 @@ class LocalStack:
         elif is_call_statement(statement):
             self.dispatcher.call(statement)
         elif head.startswith(NOT_EMULATED):
-            self.skipped.append(head)
+            log.debug("not emulated locally: %s", head)
         else:
             self.session.sql(statement).collect()
         return None

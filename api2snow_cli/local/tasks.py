@@ -16,10 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import tokens
 from sqlglot.dialects.snowflake import Snowflake
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +200,7 @@ class TaskGraphRunner:
         states: dict[str, TaskRun] = {}
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="task") as pool:
             running: dict[Future[TaskRun], str] = {}
-            pending = [t for t in self.graph.order()]
+            pending = self.graph.order()
             while pending or running:
                 for task in list(pending):
                     parents = [states.get(p) for p in task.after]
@@ -271,3 +274,8 @@ class TaskGraphRunner:
 
 def graph_from_statements(statements: list[str]) -> TaskGraph:
     return TaskGraph([parse_task(s) for s in statements if is_task_statement(s)])
+
+
+def project_task_graph(project: Project) -> TaskGraph:
+    """The task graph that the project's sql/ declares."""
+    return graph_from_statements([s for path in project.sql_files("sql") for s in project.statements(path)])
