@@ -29,7 +29,8 @@ class ProcedureCallError(RuntimeError):
 
 @dataclass
 class CallContext:
-    """Per-thread state of the procedure being called: its secrets and the return value it set."""
+    """State of one procedure call (shared with threads started in its context): the procedure, whose
+    declared secrets it may read, the return value it set, and its OAuth2 token sources."""
 
     procedure: Procedure
     return_value: str | None = None
