@@ -3,6 +3,9 @@
 -- keeping for each id the row with the latest UPDATED_AT.
 
 -- Typed rows of both event sources, one per RAW row (not deduplicated).
+-- The casts are the column types of the CLN_ tables; transform.EVENT_SCHEMA rejects at ingest any value
+-- they cannot hold (tests/unit/test_schema_matches_sql.py keeps the two in step). DURATION_MS is
+-- NUMBER(18, 0), not NUMBER(38, 0): that is what both Snowflake and the local warehouse hold exactly.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.CLEAN.STG_EVENTS AS
 SELECT
     'api_a' AS source,
@@ -13,7 +16,7 @@ SELECT
     raw_rows.payload:confidence::FLOAT AS confidence,
     raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
-    raw_rows.payload:duration_ms::NUMBER AS duration_ms,
+    raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number
@@ -28,7 +31,7 @@ SELECT
     raw_rows.payload:confidence::FLOAT AS confidence,
     raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
-    raw_rows.payload:duration_ms::NUMBER AS duration_ms,
+    raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number
@@ -63,7 +66,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS (
     CONFIDENCE FLOAT,
     OCCURRED_AT TIMESTAMP_NTZ,
     UPDATED_AT TIMESTAMP_NTZ,
-    DURATION_MS NUMBER,
+    DURATION_MS NUMBER(18, 0),
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );
@@ -77,7 +80,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS (
     CONFIDENCE FLOAT,
     OCCURRED_AT TIMESTAMP_NTZ,
     UPDATED_AT TIMESTAMP_NTZ,
-    DURATION_MS NUMBER,
+    DURATION_MS NUMBER(18, 0),
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );

@@ -3,7 +3,8 @@
 Secrets are the objects external_access/ creates, with the local stack's own values (local/secrets.py), found
 by the secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
 declare, or reading one in a way its type does not allow, fails here just as it would in Snowflake. An OAUTH2
-secret's token is fetched once per procedure call and refreshed before it expires, as Snowflake does.
+secret's token is fetched once per procedure call and refreshed before it expires, as Snowflake does; a forced
+refresh (after the API answered 401) discards it and fetches a new one.
 Pipe refresh goes to the local pipe loader; task return values, the run id and the graph config come from
 the local task runner.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from api2snow.platform import AwsCredentials, PlatformError
 
+from .egress import platform_side
 from .pipes import LocalPipeLoader
 from .procedures import CallContext, current_call
 from .secrets import LocalSecrets
@@ -55,21 +57,27 @@ class LocalPlatform:
     def username_password(self, key: str) -> tuple[str, str]:
         return self.secrets.username_password(self._secret_object(key)[1])
 
-    def oauth_access_token(self, key: str) -> str:
+    def oauth_access_token(self, key: str, force_refresh: bool = False) -> str:
+        """The call's cached token; `force_refresh` discards it and asks the token endpoint for a new one."""
         call, object_name = self._secret_object(key)
+        if force_refresh:
+            call.token_sources.pop(object_name, None)
         source = call.token_sources.get(object_name)
         if source is None:
             source = call.token_sources[object_name] = self.secrets.oauth_client(object_name)
-        return source.token()
+        with platform_side():  # Snowflake runs this exchange, outside the procedure's network rules
+            return source.token()
 
     def aws_credentials(self, key: str) -> AwsCredentials:
         return self.secrets.aws_credentials(self._secret_object(key)[1])
 
     def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
-        return self.loader.refresh(pipe, prefix)
+        with platform_side():  # Snowpipe reads the stage, not the procedure
+            return self.loader.refresh(pipe, prefix)
 
     def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
-        return self.loader.load_errors(table, file_names)
+        with platform_side():
+            return self.loader.load_errors(table, file_names)
 
     def set_return_value(self, session: Any, value: str) -> None:
         call = current_call()

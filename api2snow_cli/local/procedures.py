@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import sqlglot
@@ -30,11 +31,13 @@ class ProcedureCallError(RuntimeError):
 @dataclass
 class CallContext:
     """State of one procedure call (shared with threads started in its context): the procedure, whose
-    declared secrets it may read, the return value it set, and its OAuth2 token sources."""
+    declared secrets it may read, the return value it set, its OAuth2 token sources, and where it may
+    connect (an egress.Allowance; None: unchecked)."""
 
     procedure: Procedure
     return_value: str | None = None
     token_sources: dict[str, Any] = field(default_factory=dict)  # OAUTH2 secret -> its token source, per call
+    egress: Any = None
 
 
 # A context variable, not a thread-local: threads a handler starts in a copy of its context (page prefetch)
@@ -57,6 +60,8 @@ def _literal(node: exp.Expression) -> Any:
         return node.this
     if isinstance(node, exp.Neg):
         return -_literal(node.this)
+    if isinstance(node, exp.RawString):  # $$...$$
+        return node.this
     if isinstance(node, exp.Literal):
         if node.is_string:
             return node.this
@@ -66,16 +71,27 @@ def _literal(node: exp.Expression) -> Any:
 
 
 def _coerce(value: Any, sql_type: str) -> Any:
+    """`value` cast to the declared type as Snowflake casts it; NULL stays None (the handler checks it)."""
     kind = sql_type.lower()
     if value is None:
         return None
-    if kind.startswith(("int", "number", "bigint")):
-        return int(value)
+    if kind.startswith(("int", "number", "bigint")):  # NUMBER(38, 0) rounds half away from zero: 1.5 -> 2
+        return int(Decimal(str(value)).to_integral_value(rounding=ROUND_HALF_UP))
     if kind.startswith(("float", "double", "real")):
         return float(value)
     if kind.startswith(("string", "varchar", "text")):
         return str(value)
     return value
+
+
+def _bound(proc: Procedure, name: str, value: Any, sql_type: str) -> Any:
+    """One CALL argument cast to its declared type; a value that does not cast fails like in Snowflake."""
+    try:
+        return _coerce(value, sql_type)
+    except (ValueError, TypeError, InvalidOperation):
+        raise ProcedureCallError(
+            f"{proc.name}: argument {name} is {sql_type.upper()}, and {value!r} is not recognized as one"
+        ) from None
 
 
 def parse_call(statement: str) -> tuple[str, list[Any]]:
@@ -94,9 +110,12 @@ def parse_call(statement: str) -> tuple[str, list[Any]]:
 class ProcedureDispatcher:
     """Resolves CALL <db>.<schema>.<name>(...) against snowflake.yml and runs the handler."""
 
-    def __init__(self, procedures: dict[str, Procedure], session: Any) -> None:
+    def __init__(
+        self, procedures: dict[str, Procedure], session: Any, egress: dict[str, Any] | None = None
+    ) -> None:
         self.procedures = procedures
         self.session = session
+        self.egress = egress  # procedure name -> egress.Allowance; None: connections are not checked
 
     def resolve(self, name: str) -> Procedure:
         proc = self.procedures.get(name.rsplit(".", 1)[-1])
@@ -115,7 +134,7 @@ class ProcedureDispatcher:
         bound = []
         for index, argument in enumerate(proc.arguments):
             if index < len(args):
-                bound.append(_coerce(args[index], argument.type))
+                bound.append(_bound(proc, argument.name, args[index], argument.type))
             elif argument.default is not None:
                 bound.append(
                     _coerce(_literal(sqlglot.parse_one(argument.default, read="snowflake")), argument.type)
@@ -128,7 +147,7 @@ class ProcedureDispatcher:
         """Run a CALL; returns what Snowflake would show as the task's return value."""
         name, args = parse_call(statement)
         proc = self.resolve(name)
-        context = CallContext(proc)
+        context = CallContext(proc, egress=(self.egress or {}).get(proc.name))
         token = _current.set(context)
         try:
             result = self.handler(proc)(self.session, *self.bind(proc, args))

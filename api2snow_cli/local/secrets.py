@@ -66,6 +66,16 @@ class SecretObject:
         return f"SecretObject(name={self.name!r}, type={self.type!r})"
 
 
+def external_access_statements(project: Project, values: dict[str, str]) -> list[str]:
+    """external_access/ statements (admin part first), rendered with `values` for its secret variables."""
+    literals = {name: sql_string_body(value) for name, value in values.items()}
+    return [
+        statement
+        for relative in (ADMIN_SQL, EXTERNAL_ACCESS_SQL)
+        for statement in split_sql(project.render_external_access(relative, literals))
+    ]
+
+
 class LocalSecrets:
     """Secret objects and security integrations as external_access/ declares them, with local values."""
 
@@ -84,13 +94,7 @@ class LocalSecrets:
     @classmethod
     def from_project(cls, project: Project, values: dict[str, str], aws: AwsCredentials) -> LocalSecrets:
         """external_access/ rendered with `values` for its secret variables (project.SECRET_VARIABLES)."""
-        literals = {name: sql_string_body(value) for name, value in values.items()}
-        statements = [
-            statement
-            for relative in (ADMIN_SQL, EXTERNAL_ACCESS_SQL)
-            for statement in split_sql(project.render_external_access(relative, literals))
-        ]
-        return cls(statements, aws)
+        return cls(external_access_statements(project, values), aws)
 
     def _get(self, name: str, *types: str) -> SecretObject:
         secret = self._secrets.get(name.upper())

@@ -19,14 +19,15 @@ from typing import Any
 from api2snow import platform as platform_seam
 from api2snow.platform import AwsCredentials
 
-from ..project import PROJECT_ROOT, Project
+from ..project import PROJECT_ROOT, Project, host_port
+from . import egress
 from .mock_apis.context import Credentials
 from .mock_apis.server import MockApiConfig, MockApis
 from .pipes import LocalPipeLoader, is_pipe_statement
 from .platform import LocalPlatform, set_run_context
 from .procedures import ProcedureDispatcher, is_call_statement
 from .s3 import LOCAL_AWS_KEY, LOCAL_AWS_ROLE_ARN, LOCAL_AWS_SECRET, LocalS3
-from .secrets import LocalSecrets
+from .secrets import LocalSecrets, external_access_statements
 from .tasks import (
     TASK_HISTORY_DDL,
     RunContext,
@@ -124,10 +125,15 @@ class LocalStack:
         self.warehouse = LocalWarehouse(home / "warehouse", database).start()
         session = self.warehouse.session
         self.loader = LocalPipeLoader(session, self.s3.client(), database)
-        self.dispatcher = ProcedureDispatcher(self.project.procedures(), session)
+        access = external_access_statements(self.project, self._secret_values())
+        procedures = self.project.procedures()
+        egress.install()
+        allowed = egress.allowances(access, procedures, self._egress_stand_ins())
+        self.dispatcher = ProcedureDispatcher(procedures, session, allowed)
         progress("applying sql/")
         self.apply_sql()
-        platform_seam.set_platform(LocalPlatform(self._secrets(), self.loader, database))
+        secrets = LocalSecrets(access, AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET))
+        platform_seam.set_platform(LocalPlatform(secrets, self.loader, database))
         return self
 
     def stop(self) -> None:
@@ -157,11 +163,10 @@ class LocalStack:
             credentials=self.options.credentials,
         )
 
-    def _secrets(self) -> LocalSecrets:
-        """The secrets and integrations external_access/ creates, rendered with the local credentials."""
-        assert self.project is not None
+    def _secret_values(self) -> dict[str, str]:
+        """What external_access/'s secret variables are rendered with locally: the mock APIs' credentials."""
         creds = self.options.credentials
-        values = {
+        return {
             "api_a_client_id": creds.client_id,
             "api_a_client_secret": creds.client_secret,
             "api_b_key": creds.api_key,
@@ -169,8 +174,11 @@ class LocalStack:
             "api_c_password": creds.soap_password,
             "aws_role_arn": LOCAL_AWS_ROLE_ARN,
         }
-        aws = AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET)
-        return LocalSecrets.from_project(self.project, values, aws)
+
+    def _egress_stand_ins(self) -> dict[str, str]:
+        """Network-rule hosts served here by a stand-in: the S3 rule's AWS hosts (bucket, S3, STS) mean
+        moto on loopback, which boto3 reaches through s3_endpoint_url. Other hosts are taken as written."""
+        return {".amazonaws.com": host_port(self.s3.endpoint_url)}
 
     @property
     def database(self) -> str:

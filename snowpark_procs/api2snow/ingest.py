@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -22,6 +22,7 @@ from botocore.config import Config
 from . import ledger
 from .http.client import ApiClient
 from .http.prefetch import prefetched
+from .http.progress import ProgressGuard
 from .http.ratelimit import RateLimiter
 from .http.retry import RetryPolicy
 from .platform import Platform
@@ -64,8 +65,8 @@ def s3_client(platform: Platform, settings: Settings) -> Any:
     creds = platform.aws_credentials(AWS_SECRET_KEY)
     return boto3.client(
         "s3",
-        region_name=settings.get("region", "us-east-1"),
-        endpoint_url=settings.get("s3_endpoint_url", "") or None,
+        region_name=settings.get("region"),
+        endpoint_url=settings.get("s3_endpoint_url") or None,
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
         aws_session_token=creds.session_token,
@@ -76,11 +77,14 @@ def s3_client(platform: Platform, settings: Settings) -> Any:
 
 
 def api_client(
-    source: Source, platform: Platform, settings: Settings, http: requests.Session,
+    source: Source,
+    platform: Platform,
+    settings: Settings,
+    http: requests.Session,
     earlier_requests: Sequence[float] = (),
 ) -> ApiClient:
     """The source's client; its limiter starts with the requests an earlier run sent (epoch seconds)."""
-    limit = settings.get_int(f"{source.name}_rate_limit_per_min", source.rate_limit_per_min)
+    limit = settings.get_int(f"{source.name}_rate_limit_per_min")
     limiter = RateLimiter(max_requests=limit, per_seconds=60.0)
     now = time.time()
     limiter.seed([now - sent for sent in earlier_requests])
@@ -88,9 +92,24 @@ def api_client(
         base_url=source.base_url(settings),
         auth=source.auth(platform, settings, http),
         rate_limiter=limiter,
-        retry_policy=RetryPolicy(max_attempts=settings.get_int("http_max_attempts", 6)),
+        retry_policy=RetryPolicy(max_attempts=settings.get_int("http_max_attempts")),
         http=http,
     )
+
+
+def read_start(session: Any, settings: Settings, source: Source) -> datetime | None:
+    """Where an incremental read starts: `incremental_overlap_seconds` before the watermark.
+
+    An API stamps `updated_at` before the record is visible, so a record can commit after a run has read
+    past its time (a late commit). Re-reading a short overlap catches those; it costs nothing downstream:
+    the batch dedupe and the CLEAN MERGE leave re-read, unchanged records as they are.
+    """
+    if not source.incremental:
+        return None
+    watermark = ledger.read_watermark(session, settings, source.name)
+    if watermark is None:
+        return None
+    return watermark - timedelta(seconds=settings.get_int("incremental_overlap_seconds"))
 
 
 def run_ingest(session: Any, platform: Platform, settings: Settings, source: Source) -> dict[str, Any]:
@@ -98,7 +117,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     started = time.monotonic()
     now = datetime.now(UTC).replace(tzinfo=None)
     window_hour = now.replace(minute=0, second=0, microsecond=0)
-    since = ledger.read_watermark(session, settings, source.name) if source.incremental else None
+    since = read_start(session, settings, source)
     batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
     summary: dict[str, Any] = {"source": source.name, "batch_id": batch_id, "since": _iso(since)}
     if existing in (ledger.STAGED, ledger.LOADED):
@@ -119,7 +138,12 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     )
     try:
         counts, max_updated, manifest, stats = _extract(
-            source, platform, settings, since, batch_id, now,
+            source,
+            platform,
+            settings,
+            since,
+            batch_id,
+            now,
             earlier_requests=ledger.recent_request_times(session, settings, source.name),
         )
     except Exception as exc:
@@ -150,7 +174,12 @@ def _extract(
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
     """Pages -> records -> parts for one batch; `earlier_requests` are a previous run's sends (epoch s)."""
     processor = RecordProcessor(
-        source.normalize, source.schema, source.id_field, source.updated_field, batch_id
+        source.normalize,
+        source.schema,
+        source.id_field,
+        source.updated_field,
+        batch_id,
+        max_record_bytes=settings.get_int("max_record_bytes"),
     )
     max_updated: str | None = None
     writer = S3BatchWriter(
@@ -159,22 +188,24 @@ def _extract(
         source.name,
         batch_id,
         partition_time,
-        max_part_bytes=settings.get_int("part_max_mb", 64) * 1024 * 1024,
-        sse=settings.get("s3_sse", "AES256"),
-        kms_key_id=settings.values.get("s3_kms_key_id") or None,
+        max_part_bytes=settings.get_int("part_max_mb") * 1024 * 1024,
+        sse=settings.get("s3_sse"),
+        kms_key_id=settings.get("s3_kms_key_id") or None,
     )
     http = requests.Session()
     client = api_client(source, platform, settings, http, earlier_requests)
     with http, client, writer:
-        pages = client.pages(source.first_request(since), source.paginator(), source.parse_page)
+        guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"))
+        pages = client.pages(
+            source.first_request(since), source.paginator(settings), source.parse_page, guard
+        )
         for page in prefetched(pages):
-            staged, rejected = processor.process_page(page)
-            for raw, reason in rejected:
+            staged = processor.process_page(page)
+            for raw, reason in staged.rejected:
                 writer.reject(raw, reason)
-            if staged:
-                writer.write_many(staged)
-                page_max = max(record[source.updated_field] for record in staged)
-                max_updated = page_max if max_updated is None else max(max_updated, page_max)
+            writer.write_lines(staged.lines)
+            if staged.max_updated is not None and (max_updated is None or staged.max_updated > max_updated):
+                max_updated = staged.max_updated
         manifest = writer.close()
         now = time.time()  # the next run seeds its limiter with these (wall clock: it is another process)
         sent = [round(now - age, 3) for age in client.rate_limiter.recent_sends()]

@@ -17,7 +17,7 @@ try:  # optional fast path; the procedure must work without it
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["dumps", "dumps_lines"]
+__all__ = ["dumps", "dumps_lines", "dumps_safe", "dumps_strict"]
 
 # One encoder for the common case: json.dumps with non-default options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -35,6 +35,47 @@ def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
         except TypeError:  # orjson.JSONEncodeError subclasses TypeError
             pass
     return _stdlib_dumps(obj, default)
+
+
+def dumps_strict(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of a staged record, refusing what the warehouse could not store as sent.
+
+    Raises UnicodeEncodeError for text that is not valid Unicode (unpaired surrogates) instead of replacing
+    it: the caller rejects that one record with a reason. NaN and infinity raise ValueError on the standard
+    library path (orjson would write null); validation rejects them before a record is encoded.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj)
+        except TypeError:  # surrogates, integers beyond 64 bits: the standard library decides below
+            pass
+    return _ENCODER.encode(obj).encode("utf-8")
+
+
+def dumps_safe(obj: Any) -> bytes:
+    """JSON that never fails, for reject files: unencodable text is escaped, non-finite numbers quoted.
+
+    A reject must be written whatever its content (that is why it is a reject), and its line must load.
+    """
+    try:
+        return dumps_strict(obj)
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+        return _stdlib_dumps(_printable(obj), default=repr)
+
+
+def _printable(obj: Any, depth: int = 0) -> Any:
+    """Copy of ``obj`` whose strings encode as UTF-8 and whose numbers are JSON numbers or strings."""
+    if depth > 64:
+        return repr(obj)[:200]
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {_printable(str(k), depth + 1): _printable(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_printable(v, depth + 1) for v in obj]
+    return obj
 
 
 def dumps_lines(objs: list[Any]) -> bytes:

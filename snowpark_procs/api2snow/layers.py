@@ -7,12 +7,15 @@ sql/ flows through without a code change.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from . import ledger
 from .settings import Settings
 from .sources import SOURCES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,26 @@ def merge_statement(
     )
 
 
+def newer_or_changed(target: CleanTarget, columns: list[str]) -> str:
+    """The MERGE's update condition: a newer version, or the same version served later with new content.
+
+    Versions with equal `updated_at` resolve to the one served last, as in the batch dedupe; an identical
+    re-read (the watermark overlap) changes nothing, so unchanged rows are never rewritten.
+    """
+    compared = [c for c in columns if c not in (target.key, target.version, "BATCH_ID", "MERGED_AT")]
+    changed = " OR ".join(f"src.{c} IS DISTINCT FROM tgt.{c}" for c in compared)
+    return (
+        f"(src.{target.version} > tgt.{target.version} OR tgt.{target.version} IS NULL "
+        f"OR (src.{target.version} = tgt.{target.version} AND ({changed})))"
+    )
+
+
 def merge_loaded_batches(session: Any, settings: Settings, target: CleanTarget, batch_ids: list[str]) -> int:
-    """MERGE the rows of `batch_ids` into the CLEAN table, latest version per key; returns rows merged."""
+    """MERGE the rows of `batch_ids` into the CLEAN table, latest version per key; returns rows merged.
+
+    Among rows with the same key and version, the one served last wins: the later batch (by its start in
+    the ledger), then the later part file and row; part files of a batch are numbered in serving order.
+    """
     if not batch_ids:
         return 0
     table = settings.table(target.table)
@@ -63,32 +84,48 @@ def merge_loaded_batches(session: Any, settings: Settings, target: CleanTarget, 
     payload = [c for c in columns if c != "MERGED_AT"]
     ids = ", ".join(f"'{b}'" for b in batch_ids)  # batch ids are uuids minted by ingest, never user input
     latest = (
-        f"SELECT {', '.join(payload)} FROM {settings.table(target.staging_view)} "
-        f"WHERE source = '{target.source}' AND batch_id IN ({ids}) "
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {target.key} "
-        f"ORDER BY {target.version} DESC, file_name DESC, file_row_number DESC) = 1"
+        f"SELECT {', '.join(f'stg.{c}' for c in payload)} FROM {settings.table(target.staging_view)} AS stg "
+        f"INNER JOIN {settings.table('OPS.BATCH_LEDGER')} AS served ON served.batch_id = stg.batch_id "
+        f"WHERE stg.source = '{target.source}' AND stg.batch_id IN ({ids}) "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY stg.{target.key} ORDER BY stg.{target.version} DESC, "
+        "served.started_at DESC, stg.file_name DESC, stg.file_row_number DESC) = 1"
     )
     statement = merge_statement(
-        table,
-        latest,
-        [target.key],
-        columns,
-        "MERGED_AT",
-        update_condition=f"src.{target.version} > tgt.{target.version}",
+        table, latest, [target.key], columns, "MERGED_AT", update_condition=newer_or_changed(target, columns)
     )
     rows = session.sql(statement).collect()
     return _affected(rows)
 
 
+class CleanMergeError(RuntimeError):
+    """The CLEAN MERGE failed for some sources; the others were merged, and their batches marked."""
+
+
 def build_clean(session: Any, settings: Settings) -> dict[str, Any]:
-    """MERGE every LOADED batch of every source into CLEAN, then mark those batches MERGED."""
+    """MERGE every LOADED batch of every source into CLEAN, then mark those batches MERGED.
+
+    Each source merges on its own: one whose MERGE fails keeps its batches LOADED (the next run tries again)
+    and fails this call loudly, naming it, after every other source has been merged.
+    """
     merged: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     for source in SOURCES.values():
         batch_ids = [b.batch_id for b in ledger.batches(session, settings, ledger.LOADED, source.name)]
         target = CleanTarget(source.name, source.staging_view, source.clean_table, source.clean_key)
-        rows = merge_loaded_batches(session, settings, target, batch_ids)
+        try:
+            rows = merge_loaded_batches(session, settings, target, batch_ids)
+        except Exception as exc:  # noqa: BLE001 - reported below, after the other sources
+            log.error("CLEAN merge of %s failed: %s", source.name, exc)
+            failed[source.name] = f"{type(exc).__name__}: {exc}"
+            continue
         ledger.set_status(session, settings, batch_ids, ledger.MERGED)
         merged[source.name] = {"batches": len(batch_ids), "rows_merged": rows}
+    if failed:
+        detail = "; ".join(f"{name}: {error}" for name, error in failed.items())
+        names = ", ".join(failed)
+        raise CleanMergeError(
+            f"CLEAN merge failed for {names} (batches stay LOADED; others merged): {detail}"
+        )
     return {"merged": merged}
 
 

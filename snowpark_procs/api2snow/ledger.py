@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import redaction
 from .settings import Settings
 
 STAGED, LOADED, MERGED, FAILED = "STAGED", "LOADED", "MERGED", "FAILED"
@@ -129,9 +130,10 @@ def finish_staging(
 
 
 def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) -> None:
+    """Mark a batch FAILED; the message is redacted first (it may quote an upstream echoing a secret)."""
     session.sql(
         f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?, error_message = ? WHERE batch_id = ?",
-        params=[FAILED, message[:2000], batch_id],
+        params=[FAILED, redaction.redact(message)[:2000], batch_id],
     ).collect()
 
 

@@ -13,9 +13,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import redaction
+
 
 class PlatformError(RuntimeError):
     """A Snowflake-only feature failed or is unavailable where the code runs."""
+
+
+class TokenRefreshError(PlatformError):
+    """A forced OAuth token refresh could not produce a token other than the one the API refused."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,12 @@ class Platform(Protocol):
     def username_password(self, key: str) -> tuple[str, str]:
         """A PASSWORD secret as (username, password)."""
 
-    def oauth_access_token(self, key: str) -> str:
-        """A bearer token from an OAUTH2 secret, obtained and refreshed by Snowflake."""
+    def oauth_access_token(self, key: str, force_refresh: bool = False) -> str:
+        """A bearer token from an OAUTH2 secret, obtained and refreshed by Snowflake.
+
+        `force_refresh`: the API refused the token last returned (HTTP 401); return a different one or
+        raise, never the refused token again.
+        """
 
     def aws_credentials(self, key: str) -> AwsCredentials:
         """Credentials for boto3 from a CLOUD_PROVIDER_TOKEN (or PASSWORD) secret."""
@@ -78,10 +88,22 @@ class SnowflakePlatform:
         creds = _snowflake.get_username_password(key)
         return creds.username, creds.password
 
-    def oauth_access_token(self, key: str) -> str:
+    def __init__(self) -> None:
+        self._issued_tokens: dict[str, str] = {}  # secret key -> the token last handed out (this call)
+
+    def oauth_access_token(self, key: str, force_refresh: bool = False) -> str:
+        """Snowflake documents no forced refresh: ask again, and refuse to hand back the refused token."""
         import _snowflake
 
-        return _snowflake.get_oauth_access_token(key)
+        token = _snowflake.get_oauth_access_token(key)
+        if force_refresh and token == self._issued_tokens.get(key):
+            raise TokenRefreshError(
+                f"OAuth secret {key!r}: the API refused the access token (HTTP 401) and Snowflake returned "
+                "the same token again; check the API_AUTHENTICATION integration (client, scopes, token "
+                "endpoint) and whether the API revoked the token"
+            )
+        self._issued_tokens[key] = token
+        return token
 
     def aws_credentials(self, key: str) -> AwsCredentials:
         import _snowflake
@@ -152,4 +174,36 @@ def set_platform(platform: Platform | None) -> None:
 
 
 def get_platform() -> Platform:
-    return _installed if _installed is not None else SnowflakePlatform()
+    """The installed platform (or Snowflake's), wrapped so every secret it hands out is registered for
+    redaction (redaction.py): the one place where that happens."""
+    return SecretRegisteringPlatform(_installed if _installed is not None else SnowflakePlatform())
+
+
+class SecretRegisteringPlatform:
+    """Delegates to a platform; each secret reader registers the values it returns with `redaction`."""
+
+    def __init__(self, inner: Platform) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def secret_string(self, key: str) -> str:
+        value = self.inner.secret_string(key)
+        redaction.register(value)
+        return value
+
+    def username_password(self, key: str) -> tuple[str, str]:
+        user, password = self.inner.username_password(key)
+        redaction.register_login(user, password)
+        return user, password
+
+    def oauth_access_token(self, key: str, force_refresh: bool = False) -> str:
+        token = self.inner.oauth_access_token(key, force_refresh=force_refresh)
+        redaction.register_token(token)
+        return token
+
+    def aws_credentials(self, key: str) -> AwsCredentials:
+        creds = self.inner.aws_credentials(key)
+        redaction.register(creds.secret_access_key, creds.session_token)
+        return creds

@@ -10,19 +10,29 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import layers, loading, quality, reporting
+from . import arguments, layers, loading, quality, redaction, reporting
 from .ingest import run_ingest
 from .platform import Platform, get_platform
 from .settings import Settings, load_settings
-from .sources import get_source
+from .sources import SOURCES, get_source
 
 
 def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> dict[str, Any]:
-    platform = get_platform()
-    settings = load_settings(session, platform)
-    summary = work(platform, settings)
-    platform.set_return_value(session, json.dumps(summary, default=str, separators=(",", ":")))
-    return summary
+    """Run one handler's work with a fresh secret registry: whatever it returns or raises is redacted."""
+    with redaction.call_scope():
+        redaction.install_log_filter()
+        try:
+            platform = get_platform()
+            settings = load_settings(session, platform)
+            summary = redaction.redact_value(work(platform, settings))
+            value = redaction.redact(json.dumps(summary, default=str, separators=(",", ":")))
+            platform.set_return_value(session, value)
+            return summary
+        except Exception as exc:
+            safe = redaction.scrubbed(exc)
+            if safe is exc:
+                raise
+            raise safe from None
 
 
 def ingest_api_a(session: Any) -> dict[str, Any]:
@@ -38,13 +48,18 @@ def ingest_api_c(session: Any) -> dict[str, Any]:
 
 
 def refresh_pipe(session: Any, source: str) -> dict[str, Any]:
+    source = arguments.one_of("source", source, SOURCES)
     return _run(session, lambda p, s: loading.refresh(session, p, s, source))
 
 
 def wait_for_load(session: Any, timeout_seconds: int = 900) -> dict[str, Any]:
+    # At most 1 h, the task timeout in sql/06 (USER_TASK_TIMEOUT_MS, the root's and Snowflake's default): a
+    # longer wait would be cut off by the task instead of failing with LoadTimeout naming the missing parts.
+    timeout = arguments.int_in_range("timeout_seconds", timeout_seconds, 1, 3600)
+
     def work(platform: Platform, settings: Settings) -> dict[str, Any]:
-        poll = float(settings.get("load_poll_seconds", "5"))
-        return loading.wait_for_load(session, platform, settings, float(timeout_seconds), poll_s=poll)
+        poll = settings.get_float("load_poll_seconds")
+        return loading.wait_for_load(session, platform, settings, float(timeout), poll_s=poll)
 
     return _run(session, work)
 

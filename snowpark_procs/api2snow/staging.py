@@ -43,6 +43,8 @@ DEFAULT_MAX_PART_BYTES = 64 * 1024 * 1024
 # each flush costs a little compression ratio. The overshoot past max_part_bytes is about one such interval.
 _MIN_FLUSH_INTERVAL = 256 * 1024
 _SSE_VALUES = ("AES256", "aws:kms")
+MAX_REJECT_LINE_BYTES = 1024 * 1024  # a reject keeps its whole raw record up to this size...
+REJECT_EXCERPT_BYTES = 4096  # ...and beyond it, the start of the record and its size
 
 
 def _utc(partition_time: datetime) -> datetime:
@@ -239,10 +241,32 @@ class S3BatchWriter:
         self._check_open()
         self._parts.write_lines(jsonl.dumps_lines(records), len(records))
 
-    def reject(self, raw: Any, reason: str) -> None:
-        """Record a raw input that could not be staged, with the reason, in the rejects file(s)."""
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Append a page of already encoded, newline-terminated JSON lines (RecordProcessor's output)."""
+        if not lines:
+            return
         self._check_open()
-        line = jsonl.dumps({"reason": reason, "record": raw, "_batch_id": self.batch_id}, default=repr)
+        self._parts.write_lines(b"".join(lines), len(lines))
+
+    def reject(self, raw: Any, reason: str) -> None:
+        """Record a raw input that could not be staged, with the reason, in the rejects file(s).
+
+        The line is always loadable: unencodable text is escaped, and a record too large for one VARIANT
+        is kept as an excerpt with its size, so one reject cannot make Snowpipe skip the whole file.
+        """
+        self._check_open()
+        line = jsonl.dumps_safe({"reason": reason, "record": raw, "_batch_id": self.batch_id})
+        if len(line) > MAX_REJECT_LINE_BYTES:
+            excerpt = line[:REJECT_EXCERPT_BYTES].decode("utf-8", "ignore")
+            line = jsonl.dumps_safe(
+                {
+                    "reason": reason,
+                    "record": None,
+                    "record_bytes": len(line),
+                    "record_excerpt": excerpt,
+                    "_batch_id": self.batch_id,
+                }
+            )
         self._rejects.write_lines(line + b"\n", 1)
 
     @property

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from . import jsonl
+from .wire import OversizedNumber, short_repr
 
 __all__ = [
     "CAMERA_SCHEMA",
@@ -23,6 +27,7 @@ __all__ = [
     "Outcome",
     "RecordProcessor",
     "RecordSchema",
+    "StagedPage",
     "Validator",
     "to_utc_iso",
     "validate",
@@ -71,6 +76,38 @@ def to_utc_iso(value: Any) -> str:
 
 FieldKind = Literal["str", "float", "int", "bool", "timestamp", "object"]
 
+_DEFAULT_SQL_TYPES = {
+    "str": "STRING",
+    "float": "FLOAT",
+    "int": "NUMBER(38,0)",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP_NTZ",
+    "object": "VARIANT",
+}
+FLOAT_MAX = sys.float_info.max  # Snowflake's FLOAT is an IEEE double
+NUMBER_MAX_DIGITS = 38  # Snowflake's NUMBER holds at most 38 digits
+_NUMBER_TYPE = re.compile(r"NUMBER(?:\((\d+)(?:,\s*(\d+))?\))?")
+
+
+def sql_type_bounds(sql_type: str) -> tuple[float, float]:
+    """The inclusive range of whole numbers a column of `sql_type` holds exactly (±inf: not numeric).
+
+    ``NUMBER(p, 0)`` holds up to ``10**p - 1``; ``NUMBER`` alone is ``NUMBER(38, 0)``. ``FLOAT`` holds any
+    finite double. Scales other than 0 are not used by this project's integer fields.
+    """
+    text = sql_type.upper().replace(" ", "")
+    if text in ("FLOAT", "DOUBLE", "REAL"):
+        return -FLOAT_MAX, FLOAT_MAX
+    match = _NUMBER_TYPE.fullmatch(text)
+    if match is None:
+        return -math.inf, math.inf
+    precision = int(match.group(1) or NUMBER_MAX_DIGITS)
+    scale = int(match.group(2) or 0)
+    if scale != 0 or not 1 <= precision <= NUMBER_MAX_DIGITS:
+        raise ValueError(f"unsupported numeric column type {sql_type!r}: use NUMBER(p, 0) or FLOAT")
+    limit = 10**precision - 1
+    return -limit, limit
+
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
@@ -79,8 +116,12 @@ class FieldSpec:
     ``required`` fields must be present and not None; optional fields may be missing or None but must have
     the right type otherwise. ``str`` values must be non-empty; ``float`` accepts ints (not bools) and must
     be finite; ``int`` rejects floats and bools; ``timestamp`` must already be in the normalised
-    ``YYYY-MM-DDTHH:MM:SS.ffffff`` form; ``object`` is a dict. ``min_value``/``max_value`` are inclusive
-    bounds for numbers; ``choices`` restricts a ``str`` to a fixed set.
+    ``YYYY-MM-DDTHH:MM:SS.ffffff`` form; ``object`` is a dict of JSON values. ``min_value``/``max_value``
+    are inclusive bounds for numbers; ``choices`` restricts a ``str`` to a fixed set.
+
+    ``sql_type`` is the type of the column the field lands in (sql/03_clean.sql casts and declares it; a
+    unit test checks the two agree). A value the column cannot hold exactly is rejected here, at ingest,
+    instead of failing the CLEAN MERGE on every later run.
     """
 
     name: str
@@ -89,6 +130,20 @@ class FieldSpec:
     min_value: float | None = None
     max_value: float | None = None
     choices: frozenset[str] | None = None
+    sql_type: str = ""
+
+    @property
+    def column_type(self) -> str:
+        """The SQL type of the field's column: ``sql_type``, or the kind's default."""
+        return self.sql_type or _DEFAULT_SQL_TYPES.get(self.kind, "")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Inclusive numeric bounds: the declared ones within what the column type holds."""
+        type_lo, type_hi = sql_type_bounds(self.column_type)
+        lo = type_lo if self.min_value is None else max(type_lo, self.min_value)
+        hi = type_hi if self.max_value is None else min(type_hi, self.max_value)
+        return lo, hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +175,15 @@ def _check_field(spec: FieldSpec, value: Any) -> str | None:
     name, kind = spec.name, spec.kind
     if kind == "str":
         if not isinstance(value, str):
-            return f"{name}: expected str, got {type(value).__name__}"
+            return f"{name}: expected str, got {_type_name(value)}"
         if not value:
             return f"{name}: empty string"
         if spec.choices is not None and value not in spec.choices:
-            return f"{name}: unexpected value {value!r}"
+            return f"{name}: unexpected value {short_repr(value)}"
         return None
     if kind == "timestamp":
         if not isinstance(value, str):
-            return f"{name}: expected timestamp string, got {type(value).__name__}"
+            return f"{name}: expected timestamp string, got {_type_name(value)}"
         if _is_normalised_timestamp(value):  # the per-record fast path; the slow one only explains failures
             return None
         try:
@@ -136,37 +191,86 @@ def _check_field(spec: FieldSpec, value: Any) -> str | None:
         except ValueError as exc:
             return f"{name}: {exc}"
         if normalised != value:
-            return f"{name}: not a normalised UTC timestamp: {value!r}"
+            return f"{name}: not a normalised UTC timestamp: {short_repr(value)}"
         return None
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{name}: expected float, got {type(value).__name__}"
-        if not math.isfinite(value):
+            return f"{name}: expected float, got {_type_name(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
             return f"{name} out of range: {value}"
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"{name}: expected int, got {type(value).__name__}"
+            return f"{name}: expected int, got {_type_name(value)}"
     elif kind == "bool":
         if not isinstance(value, bool):
-            return f"{name}: expected bool, got {type(value).__name__}"
+            return f"{name}: expected bool, got {_type_name(value)}"
         return None
     elif kind == "object":
         if not isinstance(value, dict):
-            return f"{name}: expected object, got {type(value).__name__}"
-        return None
+            return f"{name}: expected object, got {_type_name(value)}"
+        return _json_value_problem(value, name, 0)
     else:  # a schema bug, not a data problem: fail loudly
         raise ValueError(f"unknown field kind {kind!r} for {name}")
-    if (spec.min_value is not None and value < spec.min_value) or (
-        spec.max_value is not None and value > spec.max_value
-    ):
-        return f"{name} out of range: {value}"
+    lo, hi = spec.bounds
+    if not lo <= value <= hi:
+        allowed = f"[{short_repr(lo)}, {short_repr(hi)}] ({spec.column_type})"
+        return f"{name} out of range: {short_repr(value)}, allowed {allowed}"
     return None
+
+
+_MAX_JSON_DEPTH = 64
+_VARIANT_INT_LIMIT = 10**NUMBER_MAX_DIGITS - 1
+
+
+def _json_value_problem(value: Any, path: str, depth: int) -> str | None:
+    """Why a nested JSON value cannot be stored faithfully in a VARIANT, or None.
+
+    A VARIANT number is a NUMBER(38) or a double: longer integers would be silently rounded, and NaN or
+    infinity (which Python's JSON parser accepts) are not JSON at all. Strings are checked when encoded.
+    """
+    if depth > _MAX_JSON_DEPTH:
+        return f"{path}: nested deeper than {_MAX_JSON_DEPTH} levels"
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            problem = _json_value_problem(item, f"{path}.{key}", depth + 1)
+            if problem is not None:
+                return problem
+    elif kind is list:
+        for index, item in enumerate(value):
+            problem = _json_value_problem(item, f"{path}[{index}]", depth + 1)
+            if problem is not None:
+                return problem
+    elif kind is int:
+        if not -_VARIANT_INT_LIMIT <= value <= _VARIANT_INT_LIMIT:
+            return (
+                f"{path} out of range for VARIANT (at most {NUMBER_MAX_DIGITS} digits): {short_repr(value)}"
+            )
+    elif kind is float:
+        if not math.isfinite(value):
+            return f"{path} out of range: {value}"
+    elif isinstance(value, OversizedNumber):
+        return f"{path} out of range for VARIANT: {value!r}"
+    return None
+
+
+def _json_value_ok(value: Any) -> bool:
+    """The fast path of _json_value_problem for the common flat object of strings and small numbers."""
+    for item in value.values():
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int and -_VARIANT_INT_LIMIT <= item <= _VARIANT_INT_LIMIT:
+            continue
+        if kind is float and math.isfinite(item):
+            continue
+        return False
+    return True
 
 
 def _fast_check(spec: FieldSpec) -> Callable[[Any], bool]:
     """A cheap test that accepts the common valid value of one field; anything else goes to _check_field."""
-    lo = -math.inf if spec.min_value is None else spec.min_value
-    hi = math.inf if spec.max_value is None else spec.max_value
+    lo, hi = spec.bounds
     if spec.kind == "str":
         choices = spec.choices
         return lambda v: type(v) is str and v != "" and (choices is None or v in choices)
@@ -178,7 +282,7 @@ def _fast_check(spec: FieldSpec) -> Callable[[Any], bool]:
         return lambda v: type(v) is int and lo <= v <= hi
     if spec.kind == "bool":
         return lambda v: type(v) is bool
-    return lambda v: type(v) is dict if spec.kind == "object" else False
+    return lambda v: type(v) is dict and _json_value_ok(v) if spec.kind == "object" else False
 
 
 _CompiledSchema = tuple[tuple[FieldSpec, Callable[[Any], bool]], ...]
@@ -227,6 +331,10 @@ class Validator:
         return validate(record, self.schema)
 
 
+def _type_name(value: Any) -> str:
+    return "oversized number" if isinstance(value, OversizedNumber) else type(value).__name__
+
+
 # The normalised shapes fixed in docs/CONTRACTS.md (``_batch_id`` is added after validation).
 EVENT_SCHEMA = RecordSchema(
     "event",
@@ -239,7 +347,7 @@ EVENT_SCHEMA = RecordSchema(
         FieldSpec("confidence", "float", min_value=0.0, max_value=1.0),
         FieldSpec("occurred_at", "timestamp"),
         FieldSpec("updated_at", "timestamp"),
-        FieldSpec("duration_ms", "int", min_value=0),
+        FieldSpec("duration_ms", "int", min_value=0, sql_type="NUMBER(18,0)"),
         FieldSpec("attributes", "object", required=False),
     ),
 )
@@ -266,13 +374,15 @@ CAMERA_SCHEMA = RecordSchema(
 
 
 class BatchDeduper:
-    """Drops repeats of a record id within one batch, keeping newer versions, in bounded memory.
+    """Drops repeats of a record id within one batch, in bounded memory; the version served last wins.
 
-    The downstream MERGE keeps the latest version per id, so a strictly newer ``updated_at`` is staged again
-    while a repeat with the same or an older ``updated_at`` is dropped. ``updated_at`` must be in the
-    normalised fixed-width form (see :func:`to_utc_iso`), where string order equals time order.
+    A strictly newer ``updated_at`` is staged again. A repeat with the same ``updated_at`` is staged again
+    only when its content differs (`fingerprint`): versions with equal ``updated_at`` resolve to the one
+    served last, here as in the CLEAN MERGE, which orders equal versions by when they were served. An
+    identical repeat, or an older version, is a duplicate. ``updated_at`` must be in the normalised
+    fixed-width form (see :func:`to_utc_iso`), where string order equals time order.
 
-    Memory: the last ``window`` distinct ids (about 170 bytes each), not every id of the batch, so memory
+    Memory: the last ``window`` distinct ids (about 200 bytes each), not every id of the batch, so memory
     stays constant however large the extract. Repeats come from pages that overlap (a record of one page
     served again on the next), so they are never far apart; a repeat further back than ``window`` ids is
     staged rather than dropped, which loses nothing: the MERGE keeps one row per id.
@@ -284,15 +394,17 @@ class BatchDeduper:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
-        self._latest: OrderedDict[str, str] = OrderedDict()
+        self._latest: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
-    def offer(self, record_id: str, updated_at: str) -> bool:
-        """True to keep the record (not seen recently, or strictly newer), False for a duplicate."""
+    def offer(self, record_id: str, updated_at: str, fingerprint: int = 0) -> bool:
+        """True to keep the record (not seen recently, newer, or same time with new content)."""
         latest = self._latest
         seen = latest.get(record_id)
-        if seen is not None and seen >= updated_at:
-            return False
-        latest[record_id] = updated_at
+        if seen is not None:
+            seen_updated, seen_fingerprint = seen
+            if seen_updated > updated_at or (seen_updated == updated_at and seen_fingerprint == fingerprint):
+                return False
+        latest[record_id] = (updated_at, fingerprint)
         if seen is not None:
             latest.move_to_end(record_id)
         elif len(latest) > self.window:
@@ -306,24 +418,38 @@ class BatchDeduper:
 # --------------------------------------------------------------------------------------------- processor
 
 OutcomeKind = Literal["staged", "rejected", "duplicate"]
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024  # half the 16 MB VARIANT limit of older Snowflake releases
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """Result of one raw record: ``record`` is the normalised record for staged (with ``_batch_id``) and
-    duplicate outcomes; ``reason`` is set for rejections."""
+    duplicate outcomes; ``reason`` is set for rejections; ``line`` is the staged JSON line."""
 
     kind: OutcomeKind
     record: dict[str, Any] | None = None
     reason: str | None = None
+    line: bytes | None = None
+
+
+@dataclass(slots=True)
+class StagedPage:
+    """What one page adds to a batch: JSON lines to stage, rejects with reasons, the newest update time."""
+
+    lines: list[bytes]
+    rejected: list[tuple[Any, str]]
+    max_updated: str | None
 
 
 class RecordProcessor:
-    """normalise -> validate -> dedupe for one batch, with counters.
+    """normalise -> validate -> encode -> dedupe for one batch, with counters.
 
-    ``normalize`` maps one raw API record to the normalised shape; the KeyError, ValueError, TypeError or
-    AttributeError it raises (missing fields, bad values, nulls where a value was expected) reject that
-    record instead of failing the batch. Invariant: ``fetched == staged + rejected + duplicates``.
+    ``normalize`` maps one raw API record to the normalised shape; the KeyError, ValueError, TypeError,
+    OverflowError or AttributeError it raises (missing fields, wrong JSON types, bad values) reject that
+    record instead of failing the batch. Encoding is part of the check: a record whose text is not valid
+    Unicode (an unpaired surrogate) or whose JSON line exceeds ``max_record_bytes`` is rejected, so a line
+    that Snowpipe would refuse (taking its whole file with it) is never staged.
+    Invariant: ``fetched == staged + rejected + duplicates``.
     """
 
     def __init__(
@@ -333,12 +459,16 @@ class RecordProcessor:
         id_field: str,
         updated_field: str,
         batch_id: str,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
+        if max_record_bytes < 1:
+            raise ValueError("max_record_bytes must be >= 1")
         self.normalize = normalize
         self.schema = schema
         self.id_field = id_field
         self.updated_field = updated_field
         self.batch_id = batch_id
+        self.max_record_bytes = max_record_bytes
         self.deduper = BatchDeduper()
         self.fetched = 0
         self.staged = 0
@@ -346,32 +476,37 @@ class RecordProcessor:
         self.duplicates = 0
 
     def process(self, raw: dict[str, Any]) -> Outcome:
-        kind, value = self._classify(raw)
+        kind, value, line = self._classify(raw)
         if kind == "rejected":
             return Outcome(kind, reason=value)
-        return Outcome(kind, record=value)
+        return Outcome(kind, record=value, line=line)
 
-    def process_page(self, raws: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
-        """One page at once: (records to stage, [(raw, reason)] to reject); duplicates are only counted."""
-        staged: list[dict[str, Any]] = []
+    def process_page(self, raws: list[dict[str, Any]]) -> StagedPage:
+        """One page at once: the lines to stage, the rejects, and the newest staged ``updated_at``."""
+        lines: list[bytes] = []
         rejected: list[tuple[Any, str]] = []
+        max_updated: str | None = None
+        updated_field = self.updated_field
         classify = self._classify
         for raw in raws:
-            kind, value = classify(raw)
+            kind, value, line = classify(raw)
             if kind == "staged":
-                staged.append(value)
+                lines.append(line)
+                updated = value[updated_field]
+                if max_updated is None or updated > max_updated:
+                    max_updated = updated
             elif kind == "rejected":
                 rejected.append((raw, value))
-        return staged, rejected
+        return StagedPage(lines, rejected, max_updated)
 
-    def _classify(self, raw: dict[str, Any]) -> tuple[OutcomeKind, Any]:
-        """(kind, normalised record or reject reason); a plain tuple, as this runs once per record."""
+    def _classify(self, raw: dict[str, Any]) -> tuple[OutcomeKind, Any, bytes | None]:
+        """(kind, normalised record or reject reason, staged line); plain tuples, as this runs per record."""
         self.fetched += 1
         try:
             record = self.normalize(raw)
         except KeyError as exc:
             return self._reject(f"normalize: missing field {exc.args[0] if exc.args else ''!r}")
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, OverflowError, AttributeError) as exc:
             return self._reject(f"normalize: {exc}")
         reason = validate(record, self.schema)
         if reason is not None:
@@ -381,16 +516,35 @@ class RecordProcessor:
         if not isinstance(record_id, str) or not isinstance(updated_at, str):
             # The schema should already guarantee these; guard against a schema/field-name mismatch.
             return self._reject(f"missing id or update time ({self.id_field}, {self.updated_field})")
-        if not self.deduper.offer(record_id, updated_at):
-            self.duplicates += 1
-            return "duplicate", record
         record["_batch_id"] = self.batch_id
+        line, reason = self._encode(record)
+        if reason is not None:
+            return self._reject(reason)
+        if not self.deduper.offer(record_id, updated_at, hash(line)):
+            self.duplicates += 1
+            del record["_batch_id"]  # not staged in this batch
+            return "duplicate", record, None
         self.staged += 1
-        return "staged", record
+        return "staged", record, line
 
-    def _reject(self, reason: str) -> tuple[OutcomeKind, str]:
+    def _encode(self, record: dict[str, Any]) -> tuple[bytes, str | None]:
+        """The record's JSON line, or a reason it cannot be staged faithfully."""
+        try:
+            line = jsonl.dumps_strict(record) + b"\n"
+        except UnicodeEncodeError:
+            return b"", f"{_unencodable_field(record)}: text is not valid Unicode (unpaired surrogate)"
+        except ValueError as exc:
+            return b"", f"cannot encode record as JSON: {exc}"
+        if len(line) > self.max_record_bytes:
+            return (
+                b"",
+                f"record too large: {len(line)} bytes, above max_record_bytes = {self.max_record_bytes}",
+            )
+        return line, None
+
+    def _reject(self, reason: str) -> tuple[OutcomeKind, str, None]:
         self.rejected += 1
-        return "rejected", reason
+        return "rejected", reason, None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -400,3 +554,13 @@ class RecordProcessor:
             "rejected": self.rejected,
             "duplicates": self.duplicates,
         }
+
+
+def _unencodable_field(record: Mapping[str, Any]) -> str:
+    """The first field whose value does not encode as UTF-8 (for the reject reason)."""
+    for name, value in record.items():
+        try:
+            jsonl.dumps_strict(value)
+        except (UnicodeEncodeError, ValueError):
+            return name
+    return "record"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from .helpers import batches_of_run, clean_versions, expected_ids, scalar
 
 pytestmark = pytest.mark.integration
+OVERLAP = timedelta(seconds=300)  # the default of incremental_overlap_seconds
 EVENT_SOURCES = {"api_a": ("API_A_EVENTS", "CLN_API_A_EVENTS"), "api_b": ("API_B_EVENTS", "CLN_API_B_EVENTS")}
 
 
@@ -80,12 +83,26 @@ def test_task_history_records_the_run_like_snowflake(stack, first_run):
     assert '"status":"STAGED"' in ingest["RETURN_VALUE"]
 
 
+def _overlap_start(stack, source: str) -> datetime:
+    """Where the next incremental read starts: the overlap before the stored watermark (UTC)."""
+    watermark = scalar(
+        stack, f"SELECT watermark FROM {stack.database}.OPS.WATERMARKS WHERE source = ?", [source]
+    )
+    return (watermark - OVERLAP).replace(tzinfo=UTC)
+
+
 def test_second_run_without_new_data_changes_no_clean_row(stack, first_run):
     before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
+    dataset, now = stack.mock_apis.dataset, stack.mock_apis.clock.now()
+    overlap = {
+        source: dataset.truth(source, now, updated_since=_overlap_start(stack, source))
+        for source in EVENT_SOURCES
+    }
     run_id = _run_ok(stack)
-    assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before
+    assert {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()} == before  # nothing rewritten
     batches = batches_of_run(stack, run_id)
-    assert batches["api_a"]["FETCHED"] == 0 and batches["api_b"]["FETCHED"] == 0
+    for source in EVENT_SOURCES:  # only the overlap before the watermark is read again
+        assert batches[source]["FETCHED"] == batches[source]["STAGED"] == len(overlap[source]) > 0
     # the camera directory is read in full each run: the same window again gets the next id, not the old one
     assert batches["api_c"]["BATCH_ID"] != batches_of_run(stack, first_run)["api_c"]["BATCH_ID"]
     assert batches_of_run(stack, first_run)["api_c"]["STATUS"] == "MERGED"
@@ -95,13 +112,15 @@ def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_r
     dataset, clock = stack.mock_apis.dataset, stack.mock_apis.clock
     before_time = clock.now()
     before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
+    read_from = {source: _overlap_start(stack, source) for source in EVENT_SOURCES}
     clock.advance(2 * 3600)
     run_id = _run_ok(stack)
     batches = batches_of_run(stack, run_id)
     for source, (_, clean_table) in EVENT_SOURCES.items():
         changed = expected_ids(stack, source, dataset.truth(source, clock.now(), updated_since=before_time))
+        read = dataset.truth(source, clock.now(), updated_since=read_from[source])
         updated = [i for i in changed if i in before[clean_table]]
-        assert batches[source]["FETCHED"] == len(changed) > 0
+        assert batches[source]["FETCHED"] == len(read) >= len(changed) > 0
         assert updated, "the data set should update some existing events within two hours"
         after = clean_versions(stack, clean_table)
         assert {k: v[0] for k, v in after.items()} == expected_ids(

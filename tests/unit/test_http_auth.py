@@ -240,10 +240,17 @@ def test_api_key_basic_and_bearer_headers() -> None:
     assert headers["Accept"] == "application/json"
 
     tokens = iter(["t1", "t2"])
-    provider = BearerTokenAuth(lambda: next(tokens))
+    asked: list[bool] = []
+
+    def get_token(force_refresh: bool = False) -> str:
+        asked.append(force_refresh)
+        return next(tokens)
+
+    provider = BearerTokenAuth(get_token)
     assert [bearer(provider), bearer(provider)] == ["Bearer t1", "Bearer t1"]  # asked once, reused
     assert provider.on_unauthorized() is True
-    assert bearer(provider) == "Bearer t2"  # asked again after a 401
+    assert bearer(provider) == "Bearer t2"  # asked again after a 401, with a forced refresh
+    assert bearer(provider) == "Bearer t2" and asked == [False, True]
     assert ApiKeyAuth("X-API-Key", "k").on_unauthorized() is False
     assert HttpBasicAuth("u", "p").on_unauthorized() is False
 
@@ -275,3 +282,46 @@ def test_invalid_configuration() -> None:
         OAuth2ClientCredentials("http://x/token", "id", "secret", method="private_key_jwt")
     with pytest.raises(ValueError):
         HttpBasicAuth("a:b", "pw")
+
+
+def test_401_mid_extract_forces_a_refresh_and_resumes_at_the_failed_page(server: MockServer) -> None:
+    """The API revokes the token after serving page 2: page 3 is sent again with a new token; 1-2 are not."""
+    from api2snow.http.client import ApiClient
+    from api2snow.http.paginate import CursorPaginator, PageRequest
+    from api2snow.http.ratelimit import RateLimiter
+
+    asked: list[bool] = []
+    valid = {"TOKEN-1"}
+    pages = {None: (1, "c2"), "c2": (2, "c3"), "c3": (3, None)}
+
+    def provider(force_refresh: bool = False) -> str:
+        asked.append(force_refresh)
+        return f"TOKEN-{len(asked)}"
+
+    def events(seen: Seen) -> Reply:
+        if seen.headers.get("authorization", "").removeprefix("Bearer ") not in valid:
+            return json_reply({"error": "invalid_token"}, 401)
+        number, next_cursor = pages[seen.query.get("cursor")]
+        if number == 2:
+            valid.clear()  # revoked right after page 2; only a freshly issued token works now
+            valid.add("TOKEN-2")
+        return json_reply({"data": [{"id": number}], "next_cursor": next_cursor})
+
+    server.route("GET", "/v1/events", events)
+    clock = FakeClock()
+    client = ApiClient(
+        server.url,
+        BearerTokenAuth(provider),
+        RateLimiter(100, 60, clock=clock, sleep=clock.sleep),
+        RetryPolicy(max_attempts=3, rng=random.Random(2)),
+        sleep=clock.sleep,
+    )
+    parse = lambda response: (response.json(), response.json()["data"])  # noqa: E731
+    got = list(client.pages(PageRequest("GET", "/v1/events"), CursorPaginator(), parse))
+
+    assert got == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    calls = server.calls("/v1/events")
+    assert [c.query.get("cursor") for c in calls] == [None, "c2", "c3", "c3"]
+    assert [c.headers["authorization"] for c in calls] == ["Bearer TOKEN-1"] * 3 + ["Bearer TOKEN-2"]
+    assert asked == [False, True]  # the provider was told to force a refresh, once
+    assert client.stats["unauthorized_refreshes"] == 1 and clock.sleeps == []

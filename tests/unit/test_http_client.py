@@ -68,6 +68,7 @@ def test_429_with_retry_after_defers_then_succeeds(server: MockServer, clock: Fa
         "waited_s": 2.0,
         "unauthorized_refreshes": 0,
         "malformed_bodies": 0,
+        "inconsistent_pages": 0,
         "pages": 0,
     }
 

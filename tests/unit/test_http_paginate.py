@@ -121,7 +121,7 @@ def test_cursor_steps() -> None:
 def test_cursor_that_does_not_advance_is_an_error() -> None:
     paginator = CursorPaginator()
     paginator.init_request(PageRequest("GET", "/", params={"cursor": "same"}))
-    with pytest.raises(PaginationError, match="did not advance"):
+    with pytest.raises(PaginationError, match="already used in this run"):
         paginator.update_state(RESPONSE, {"next_cursor": "same"}, [1])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -94,8 +95,10 @@ def test_process_page_splits_a_page_and_keeps_the_invariant():
     good = {"eventId": 1, "eventKind": "MOTION", "cameraRef": "cam-001", "label": "Animal", "score": 50,
             "timestampMs": 1764150000000, "modifiedMs": 1764150000001, "durationSec": 0.5}
     bad = {**good, "eventId": 2, "timestampMs": "not-a-date"}
-    staged, rejected = processor.process_page([good, bad, dict(good)])
+    page = processor.process_page([good, bad, dict(good)])
+    staged = [json.loads(line) for line in page.lines]
     assert [r["event_id"] for r in staged] == ["b-1"] and staged[0]["_batch_id"] == "batch-1"
-    assert [raw["eventId"] for raw, _ in rejected] == [2]
-    assert rejected[0][1] == "normalize: unparseable timestamp: 'not-a-date'"
+    assert [raw["eventId"] for raw, _ in page.rejected] == [2]
+    assert page.rejected[0][1] == "normalize: timestampMs: expected integer, got string"
+    assert page.max_updated == "2025-11-26T09:40:00.001000"
     assert processor.counts == {"fetched": 3, "staged": 1, "rejected": 1, "duplicates": 1}

@@ -131,12 +131,15 @@ def test_valid_event_passes():
         (_event(camera_id=""), "camera_id: empty string"),
         (_event(camera_id=7), "camera_id: expected str, got int"),
         (_event(source="api_z"), "source: unexpected value 'api_z'"),
-        (_event(confidence=1.7), "confidence out of range: 1.7"),
-        (_event(confidence=-0.1), "confidence out of range: -0.1"),
+        (_event(confidence=1.7), "confidence out of range: 1.7, allowed [0.0, 1.0] (FLOAT)"),
+        (_event(confidence=-0.1), "confidence out of range: -0.1, allowed [0.0, 1.0] (FLOAT)"),
         (_event(confidence=float("nan")), "confidence out of range: nan"),
         (_event(confidence="0.5"), "confidence: expected float, got str"),
         (_event(confidence=True), "confidence: expected float, got bool"),
-        (_event(duration_ms=-5), "duration_ms out of range: -5"),
+        (
+            _event(duration_ms=-5),
+            "duration_ms out of range: -5, allowed [0, 999999999999999999] (NUMBER(18,0))",
+        ),
         (_event(duration_ms=1.5), "duration_ms: expected int, got float"),
         (_event(duration_ms=True), "duration_ms: expected int, got bool"),
         (_event(occurred_at="not-a-date"), "occurred_at: unparseable timestamp: 'not-a-date'"),
@@ -163,8 +166,8 @@ def test_validate_non_mapping():
 
 def test_validator_and_schema_method_agree():
     bad = _event(confidence=1.7)
-    assert Validator(EVENT_SCHEMA)(bad) == "confidence out of range: 1.7"
-    assert EVENT_SCHEMA.validate(bad) == "confidence out of range: 1.7"
+    assert Validator(EVENT_SCHEMA)(bad) == "confidence out of range: 1.7, allowed [0.0, 1.0] (FLOAT)"
+    assert EVENT_SCHEMA.validate(bad) == "confidence out of range: 1.7, allowed [0.0, 1.0] (FLOAT)"
     assert Validator(EVENT_SCHEMA)(_event()) is None
 
 
@@ -183,7 +186,10 @@ def test_camera_schema():
         "updated_at": "2026-11-26T08:00:01.000000",
     }
     assert validate(camera, CAMERA_SCHEMA) is None
-    assert validate({**camera, "latitude": 91.0}, CAMERA_SCHEMA) == "latitude out of range: 91.0"
+    assert (
+        validate({**camera, "latitude": 91.0}, CAMERA_SCHEMA)
+        == "latitude out of range: 91.0, allowed [-90.0, 90.0] (FLOAT)"
+    )
     assert validate({**camera, "active": "yes"}, CAMERA_SCHEMA) == "active: expected bool, got str"
     assert validate({**camera, "city": None}, CAMERA_SCHEMA) is None
 
@@ -191,7 +197,7 @@ def test_camera_schema():
 def test_custom_schema_and_unknown_kind():
     schema = RecordSchema("t", (FieldSpec("n", "int", min_value=1, max_value=3),))
     assert validate({"n": 3}, schema) is None
-    assert validate({"n": 4}, schema) == "n out of range: 4"
+    assert validate({"n": 4}, schema) == "n out of range: 4, allowed [1, 3] (NUMBER(38,0))"
     broken = RecordSchema("t", (FieldSpec("n", "decimal"),))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown field kind"):
         validate({"n": 1}, broken)
@@ -257,8 +263,10 @@ def _processor():
 
 def test_processor_staged_record_shape():
     outcome = _processor().process(_raw("a-1"))
+    assert outcome.line is not None and json.loads(outcome.line) == outcome.record
     assert outcome == Outcome(
         "staged",
+        line=outcome.line,
         record={
             "event_id": "a-1",
             "source": "api_a",
@@ -290,10 +298,10 @@ def test_processor_rejection_reasons():
     )
     assert p.process(_raw("a-5", duration_ms=None)).reason.startswith("normalize: int() argument")
     assert p.process(_raw("a-6", confidence=1.7)) == Outcome(
-        "rejected", reason="confidence out of range: 1.7"
+        "rejected", reason="confidence out of range: 1.7, allowed [0.0, 1.0] (FLOAT)"
     )
     assert p.process(_raw("a-7", duration_ms=-1)) == Outcome(
-        "rejected", reason="duration_ms out of range: -1"
+        "rejected", reason="duration_ms out of range: -1, allowed [0, 999999999999999999] (NUMBER(18,0))"
     )
     assert p.counts == {"fetched": 7, "staged": 0, "rejected": 7, "duplicates": 0}
 

@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urljoin
 
 import requests
 
 from .errors import AuthError, safe_url
+from .origin import describe, refuse_cookies
 from .retry import RETRYABLE_EXCEPTIONS, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -84,24 +85,26 @@ class HttpBasicAuth(Auth):
 class BearerTokenAuth(Auth):
     """Bearer token from a provider callable, e.g. Snowflake's OAuth2 secret (`get_oauth_access_token`).
 
-    The token is asked for once and reused; after a 401 it is forgotten and asked for again, so a provider
-    that refreshes tokens (Snowflake does) hands out a fresh one, and one retry is worth it. Asking once,
-    not per request, keeps the provider's work (a call into Snowflake) off the hot path; `token()` lets the
-    caller ask in its own thread before worker threads send requests.
+    The token is asked for once (`get_token()`) and reused; after a 401 it is forgotten and the provider is
+    asked for a new one with `get_token(force_refresh=True)`, so a provider that caches tokens (Snowflake,
+    the local stack) does not hand back the refused one, and one retry is worth it. Asking once, not per
+    request, keeps the provider's work (a call into Snowflake) off the hot path; `token()` lets the caller
+    ask in its own thread before worker threads send requests.
     """
 
-    def __init__(self, get_token: Callable[[], str]) -> None:
+    def __init__(self, get_token: Callable[..., str]) -> None:
         self._get_token = get_token
         self._token: str | None = None
+        self._refused = False  # the last token got a 401: the next one must be a forced refresh
         self._lock = threading.Lock()
 
     def token(self) -> str:
         with self._lock:
             if self._token is None:
-                token = self._get_token()
+                token = self._get_token(force_refresh=True) if self._refused else self._get_token()
                 if not token:
                     raise AuthError("", "", None, "bearer token provider returned an empty token")
-                self._token = token
+                self._token, self._refused = token, False
             return self._token
 
     def apply(self, headers: dict[str, str], request_kwargs: dict[str, Any]) -> None:
@@ -109,7 +112,7 @@ class BearerTokenAuth(Auth):
 
     def on_unauthorized(self) -> bool:
         with self._lock:
-            self._token = None
+            self._token, self._refused = None, True
         return True
 
     def __repr__(self) -> str:
@@ -149,7 +152,7 @@ class OAuth2ClientCredentials(Auth):
         self.method = method
         self.refresh_margin_s = float(refresh_margin_s)
         self.token_requests = 0
-        self._http = http if http is not None else requests.Session()
+        self._http = refuse_cookies(http if http is not None else requests.Session())
         self._clock = clock
         self._timeout = timeout
         self._retry = retry_policy if retry_policy is not None else RetryPolicy(max_attempts=3)
@@ -207,11 +210,14 @@ class OAuth2ClientCredentials(Auth):
             self.token_requests += 1
             status, retry_after, problem = None, None, "no response"
             try:
-                response = self._http.post(self.token_url, data=form, headers=headers, timeout=self._timeout)
+                response = self._http.post(
+                    self.token_url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False
+                )
             except RETRYABLE_EXCEPTIONS as exc:
                 problem = type(exc).__name__
             else:
                 with response:
+                    _refuse_redirect(response, self.token_url)
                     status, retry_after = response.status_code, response.headers.get("Retry-After")
                     problem = "transient failure"
                     if not self._retry.should_retry_status(status):
@@ -225,6 +231,16 @@ class OAuth2ClientCredentials(Auth):
                 raise AuthError("POST", self.token_url, status, reason, attempts=attempt)
             logger.debug("token request to %s failed (%s), retrying", safe_url(self.token_url), problem)
             self._sleep(self._retry.delay(attempt, retry_after))
+
+
+def _refuse_redirect(response: requests.Response, token_url: str) -> None:
+    """A token endpoint that redirects is misconfigured or hijacked: the client secret stays here."""
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("Location")
+        where = describe(urljoin(token_url, location)) if location else "nowhere"
+        raise AuthError(
+            "POST", token_url, response.status_code, f"token endpoint redirected to {where}; not followed"
+        )
 
 
 def _parse_token_response(response: requests.Response, token_url: str) -> tuple[str, float] | None:

@@ -12,13 +12,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urljoin
 from xml.etree.ElementTree import ParseError
 
 import requests
 
 from .auth import Auth
-from .errors import ApiError, AuthError, RateLimitExceeded, safe_url
+from .errors import ApiError, AuthError, InconsistentPage, PaginationError, RateLimitExceeded, safe_url
+from .origin import describe, refuse_cookies, same_origin
 from .paginate import PageRequest, Paginator
+from .progress import ProgressGuard
 from .ratelimit import RateLimiter
 from .retry import RETRYABLE_EXCEPTIONS, RetryPolicy, parse_retry_after
 
@@ -29,6 +32,8 @@ Parse = Callable[[requests.Response], tuple[Any, list]]
 # A 200 whose body does not parse (truncated JSON or XML) is a transient fault: fetch the page again.
 MALFORMED_BODY_ERRORS: tuple[type[BaseException], ...] = (ValueError, ParseError)
 _EXCERPT_BYTES = 400
+MAX_REDIRECTS = 5  # same-origin hops per request (cross-origin ones are refused outright)
+_BODY_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
 
 
 class ApiClient:
@@ -55,7 +60,7 @@ class ApiClient:
         self.retry_policy = retry_policy
         self.timeout = timeout
         self._owns_http = http is None
-        self.http = http if http is not None else requests.Session()
+        self.http = refuse_cookies(http if http is not None else requests.Session())
         self._sleep = sleep
         self._stats_lock = threading.Lock()
         self.stats: dict[str, float] = {
@@ -65,6 +70,7 @@ class ApiClient:
             "waited_s": 0.0,
             "unauthorized_refreshes": 0,
             "malformed_bodies": 0,
+            "inconsistent_pages": 0,
             "pages": 0,
         }
 
@@ -93,27 +99,64 @@ class ApiClient:
         response, _, _ = self._exchange(req, None)
         return response
 
-    def pages(self, req: PageRequest, paginator: Paginator, parse: Parse) -> Iterator[list]:
-        """Yield the records of each non-empty page until the paginator says there are no more.
+    def pages(
+        self,
+        req: PageRequest,
+        paginator: Paginator,
+        parse: Parse,
+        progress: ProgressGuard | None = None,
+    ) -> Iterator[list]:
+        """Yield the new records of each page until the paginator says there are no more.
 
-        Only the paginator's state survives from one page to the next, so memory stays at one page.
+        Only the paginator's state survives from one page to the next, so memory stays at one page. A page
+        that contradicts the paging data is requested again, within the retry budget; `progress` fails the
+        run when pages keep serving records already received.
         """
         req = req.copy()
         paginator.init_request(req)
         while True:
-            response, payload, records = self._exchange(req, parse)
-            paginator.update_state(response, payload, records)
+            records = self._consistent_page(req, paginator, parse)
             self._bump("pages")
-            del response, payload
+            if progress is not None:
+                progress.observe(records)
             if records:
                 yield records
             if not paginator.has_next:
                 return
             paginator.update_request(req)
 
+    def _consistent_page(self, req: PageRequest, paginator: Paginator, parse: Parse) -> list:
+        """One page that the paginator accepts: its new records. Retries `InconsistentPage` answers."""
+        attempt = 1
+        while True:
+            response, payload, records = self._exchange(req, parse)
+            try:
+                fresh = paginator.update_state(response, payload, records)
+            except InconsistentPage as exc:
+                if not self.retry_policy.can_retry(attempt):
+                    raise PaginationError(
+                        f"{req.method} {safe_url(self.url_for(req.path))}: {exc} (after {attempt} attempts)"
+                    ) from None
+                self._bump("inconsistent_pages")
+                self._bump("retries")
+                delay = self.retry_policy.delay(attempt)
+                self._bump("waited_s", delay)
+                self._sleep(delay)
+                attempt += 1
+                continue
+            return records if fresh is None else fresh
+
     def _exchange(self, req: PageRequest, parse: Parse | None) -> tuple[requests.Response, Any, list]:
-        """The attempt loop shared by `send` and `pages`; parse failures count against the same budget."""
+        """The attempt loop shared by `send` and `pages`; parse failures count against the same budget.
+
+        A 401 is retried once with fresh credentials for this same request, so a paginated read resumes
+        at the page that failed, not at page 1.
+        """
         url = self.url_for(req.path)
+        if not same_origin(url, self.base_url):
+            raise ApiError(
+                req.method, url, None, f"not sent: credentials go only to {describe(self.base_url)}"
+            )
         attempt, refreshed = 1, False
         while True:
             secrets: list[str] = []
@@ -154,21 +197,47 @@ class ApiClient:
             return response, payload, records
 
     def _send_once(self, req: PageRequest, url: str, secrets: list[str]) -> requests.Response:
-        """One rate-limited, authenticated HTTP request; collects the credential values it added."""
+        """One request, following redirects within the API origin only; collects the credentials it added.
+
+        requests is not allowed to follow redirects: it strips only Authorization on a host change, so an
+        API key header would travel on to the new host. Each hop is rate limited and authenticated anew;
+        a redirect to another origin is refused, naming only that origin.
+        """
+        method, target, params, body, headers = req.method, url, req.params or None, req.body, req.headers
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self._send_raw(method, target, params, body, headers, secrets)
+            if not response.is_redirect:
+                return response
+            status, location = response.status_code, urljoin(target, response.headers["Location"])
+            response.close()
+            if not same_origin(location, self.base_url):
+                raise ApiError(
+                    req.method, target, status, f"redirect to another host refused: {describe(location)}"
+                )
+            if status == 303 or (status in (301, 302) and method == "POST"):  # what HTTP clients do
+                method, body, headers = "GET", None, _without_body_headers(headers)
+            target, params = location, None  # the Location carries its own query
+        raise ApiError(req.method, url, status, f"more than {MAX_REDIRECTS} redirects")
+
+    def _send_raw(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        body: str | bytes | None,
+        base_headers: dict[str, str],
+        secrets: list[str],
+    ) -> requests.Response:
+        """One rate-limited, authenticated HTTP exchange, redirects not followed."""
         self._bump("waited_s", self.rate_limiter.acquire())
-        headers = dict(req.headers)
+        headers = dict(base_headers)
         kwargs: dict[str, Any] = {}
         self.auth.apply(headers, kwargs)
-        secrets.extend(_applied_secrets(req.headers, headers))
+        secrets.extend(_applied_secrets(base_headers, headers))
+        kwargs["allow_redirects"] = False
         self._bump("requests")
         return self.http.request(
-            req.method,
-            url,
-            params=req.params or None,
-            data=req.body,
-            headers=headers,
-            timeout=self.timeout,
-            **kwargs,
+            method, url, params=params, data=body, headers=headers, timeout=self.timeout, **kwargs
         )
 
     def _handle_unauthorized(
@@ -241,6 +310,11 @@ def _excerpt(response: requests.Response) -> str:
         return response.content[:_EXCERPT_BYTES].decode("utf-8", "replace")
     except (requests.RequestException, RuntimeError):
         return ""
+
+
+def _without_body_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers for a redirect that turned the request into a body-less GET."""
+    return {name: value for name, value in headers.items() if name.lower() not in _BODY_HEADERS}
 
 
 def _applied_secrets(before: dict[str, str], after: dict[str, str]) -> list[str]:

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import redaction
+
 _EXCERPT_CHARS = 200
 _REDACTED = "***"
 # Token-looking fragments a server might echo back (e.g. a debugging proxy quoting our request).
@@ -31,9 +33,11 @@ def safe_url(url: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask known secret values and token-looking fragments in a piece of text."""
+    """Mask known secret values (`secrets`, and those the procedure call registered) and token-looking
+    fragments in a piece of text."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, _REDACTED)
+    text = redaction.redact(text)
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
     return _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{_REDACTED}", text)
 
@@ -91,3 +95,8 @@ class RateLimitExceeded(ApiError):
 
 class PaginationError(HttpError):
     """A paginator cannot make progress (e.g. the server repeats the same cursor)."""
+
+
+class InconsistentPage(HttpError):
+    """A page contradicts the API's own paging data (an empty page before the declared total); the same
+    request is sent again, and the run fails once the retry budget is spent."""

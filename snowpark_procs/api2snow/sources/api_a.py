@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import requests
@@ -12,6 +13,7 @@ from ..http.paginate import CursorPaginator, PageRequest, Paginator
 from ..platform import Platform
 from ..settings import ConfigError, Settings
 from ..transform import EVENT_SCHEMA, to_utc_iso
+from ..wire import json_body, optional_object, optional_str, require_int, require_number, require_str
 from .base import Source
 
 SECRET_KEY = "api_a_client"  # the key in the procedure's SECRETS clause (snowflake.yml)
@@ -28,12 +30,14 @@ class ApiA(Source):
     clean_key = "EVENT_ID"
     rate_limit_per_min = 100
     page_size = 100
+    wire_id = "id"
+    wire_version = "updated_at"
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         """A token Snowflake obtains (OAUTH2 secret, default) or client credentials used here (PASSWORD)."""
-        mode = settings.get("api_a_auth", "snowflake_oauth")
+        mode = settings.get("api_a_auth")
         if mode == "snowflake_oauth":
-            bearer = BearerTokenAuth(lambda: platform.oauth_access_token(SECRET_KEY))
+            bearer = BearerTokenAuth(partial(platform.oauth_access_token, SECRET_KEY))
             bearer.token()  # in the handler's thread, before page prefetch starts its own
             return bearer
         if mode != "client_credentials":
@@ -43,8 +47,8 @@ class ApiA(Source):
             token_url=f"{self.base_url(settings).rstrip('/')}/oauth/token",
             client_id=client_id,
             client_secret=client_secret,
-            scope=settings.get("api_a_scope", "events:read"),
-            method=settings.get("api_a_client_auth", "client_secret_basic"),
+            scope=settings.get("api_a_scope"),
+            method=settings.get("api_a_client_auth"),
             http=http,
         )
 
@@ -54,30 +58,27 @@ class ApiA(Source):
             params["updated_since"] = since.isoformat() + "Z"
         return PageRequest("GET", "/v1/events", params=params)
 
-    def paginator(self) -> Paginator:
+    def paginator(self, settings: Settings) -> Paginator:
         return CursorPaginator(cursor_param="cursor", cursor_field="next_cursor")
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
-        payload = response.json()
+        payload = json_body(response.content)
         records = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(records, list):
             raise ValueError("API A page has no 'data' list")
         return payload, records
 
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Each field as the contract types it (wire.py rejects anything else); timestamps to UTC."""
         return {
-            "event_id": raw["id"],
+            "event_id": require_str(raw, "id"),
             "source": self.name,
-            "event_type": _lower(raw["type"]),
-            "camera_id": raw.get("camera_id"),
-            "category": _lower(raw["category"]),
-            "confidence": raw["confidence"],
-            "occurred_at": to_utc_iso(raw["occurred_at"]),
-            "updated_at": to_utc_iso(raw["updated_at"]),
-            "duration_ms": raw["duration_ms"],
-            "attributes": raw.get("attributes"),
+            "event_type": require_str(raw, "type").lower(),
+            "camera_id": optional_str(raw, "camera_id"),
+            "category": require_str(raw, "category").lower(),
+            "confidence": require_number(raw, "confidence"),
+            "occurred_at": to_utc_iso(require_str(raw, "occurred_at")),
+            "updated_at": to_utc_iso(require_str(raw, "updated_at")),
+            "duration_ms": require_int(raw, "duration_ms"),
+            "attributes": optional_object(raw, "attributes"),
         }
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value

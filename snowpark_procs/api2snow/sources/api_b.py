@@ -12,6 +12,7 @@ from ..http.paginate import OffsetPaginator, PageRequest, Paginator
 from ..platform import Platform
 from ..settings import Settings
 from ..transform import EVENT_SCHEMA, to_utc_iso
+from ..wire import json_body, optional_str, require_int, require_number, require_str
 from .base import Source
 
 SECRET_KEY = "api_b_key"
@@ -29,6 +30,8 @@ class ApiB(Source):
     clean_key = "EVENT_ID"
     rate_limit_per_min = 60
     page_size = 100
+    wire_id = "eventId"
+    wire_version = "modifiedMs"
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         return ApiKeyAuth("X-API-Key", platform.secret_string(SECRET_KEY))
@@ -39,29 +42,36 @@ class ApiB(Source):
             params["modified_since"] = (since - _EPOCH) // timedelta(milliseconds=1)
         return PageRequest("GET", "/api/v2/detections", params=params)
 
-    def paginator(self) -> Paginator:
+    def paginator(self, settings: Settings) -> Paginator:
+        """Offset pages that re-read a few records of the previous page to survive data changing mid-run."""
         return OffsetPaginator(
-            offset_param="offset", limit_param="limit", limit=self.page_size, total_field="total"
+            offset_param="offset",
+            limit_param="limit",
+            limit=self.page_size,
+            total_field="total",
+            overlap=min(settings.get_int("pagination_overlap_records"), self.page_size - 1),
+            record_key=self.record_key,
         )
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
-        payload = response.json()
+        payload = json_body(response.content)
         records = payload.get("items") if isinstance(payload, dict) else None
         if not isinstance(records, list):
             raise ValueError("API B page has no 'items' list")
         return payload, records
 
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
-        score = raw["score"]
+        """Each field as the contract types it (wire.py rejects anything else); epoch ms to UTC."""
+        label = optional_str(raw, "label")
         return {
-            "event_id": f"b-{int(raw['eventId'])}",
+            "event_id": f"b-{require_int(raw, 'eventId')}",
             "source": self.name,
-            "event_type": str(raw["eventKind"]).lower(),
-            "camera_id": raw.get("cameraRef"),
-            "category": str(raw["label"]).lower() if raw.get("label") is not None else None,
-            "confidence": score / 100.0 if isinstance(score, int | float) else score,
-            "occurred_at": to_utc_iso(raw["timestampMs"]),
-            "updated_at": to_utc_iso(raw["modifiedMs"]),
-            "duration_ms": int(round(float(raw["durationSec"]) * 1000)),
+            "event_type": require_str(raw, "eventKind").lower(),
+            "camera_id": optional_str(raw, "cameraRef"),
+            "category": label.lower() if label is not None else None,
+            "confidence": require_number(raw, "score") / 100.0,
+            "occurred_at": to_utc_iso(require_int(raw, "timestampMs")),
+            "updated_at": to_utc_iso(require_int(raw, "modifiedMs")),
+            "duration_ms": int(round(require_number(raw, "durationSec") * 1000)),
             "attributes": None,
         }

@@ -70,6 +70,8 @@ class ApiC(Source):
     rate_limit_per_min = 60
     page_size = 100
     incremental = False
+    wire_id = "cameraId"
+    wire_version = "updatedAt"
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         user, password = platform.username_password(SECRET_KEY)
@@ -79,7 +81,7 @@ class ApiC(Source):
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION}
         return PageRequest("POST", "/soap/cameras", headers=headers)
 
-    def paginator(self) -> Paginator:
+    def paginator(self, settings: Settings) -> Paginator:
         return PageNumberPaginator(
             page_param=None,
             total_pages_getter=lambda payload: payload.get("totalPages"),

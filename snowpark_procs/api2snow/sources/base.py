@@ -8,6 +8,7 @@ record maps onto the normalised model. Everything else (rate limiting, retries, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from ..http.paginate import PageRequest, Paginator
 from ..platform import Platform
 from ..settings import Settings
 from ..transform import RecordSchema
+from ..wire import json_body
 
 
 class Source(ABC):
@@ -35,6 +37,8 @@ class Source(ABC):
     rate_limit_per_min: ClassVar[int]
     page_size: ClassVar[int] = 100
     incremental: ClassVar[bool] = True
+    wire_id: ClassVar[str]  # the id and version fields of a raw record, as the API names them
+    wire_version: ClassVar[str]
 
     def base_url(self, settings: Settings) -> str:
         return settings.get(f"{self.name}_base_url")
@@ -48,13 +52,22 @@ class Source(ABC):
         """The request for the first page of records updated after `since` (None: everything)."""
 
     @abstractmethod
-    def paginator(self) -> Paginator:
+    def paginator(self, settings: Settings) -> Paginator:
         """A fresh paginator for one extract (paginators keep state)."""
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
         """(payload, records) of one page; raise ValueError when the body is not what the API promises."""
-        payload = response.json()
+        payload = json_body(response.content)
         return payload, payload
+
+    def record_key(self, raw: Any) -> Hashable | None:
+        """(id, version) of a raw record, as paging sees it: whether a page brought anything new."""
+        if not isinstance(raw, dict):
+            return None
+        record_id, version = raw.get(self.wire_id), raw.get(self.wire_version)
+        if not isinstance(record_id, str | int) or not isinstance(version, str | int | float | None):
+            return None
+        return record_id, version
 
     @abstractmethod
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
