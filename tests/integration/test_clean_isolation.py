@@ -30,7 +30,11 @@ def test_a_failing_merge_fails_loudly_for_its_source_alone(stack):
     stack.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(60)")
     batch_a, batch_b = _loaded_batch(stack, "api_a"), _loaded_batch(stack, "api_b")
     # A row no validation would pass (from an older release, say): its cast fails the api_b MERGE.
-    poison = {"event_id": "b-poison", "updated_at": "2026-01-01T00:00:00.000000", "duration_ms": "not a number"}
+    poison = {
+        "event_id": "b-poison",
+        "updated_at": "2026-01-01T00:00:00.000000",
+        "duration_ms": "not a number",
+    }
     stack.session.sql(
         f"INSERT INTO {db}.RAW.API_B_EVENTS (payload, file_name, file_row_number, batch_id) "
         "SELECT PARSE_JSON(?), 'poison.jsonl.gz', 1, ?",

@@ -208,3 +208,21 @@ def test_has_more_without_a_cursor_is_inconsistent_and_has_more_false_ends():
 def test_overlap_needs_a_record_key():
     with pytest.raises(ValueError, match="record_key"):
         OffsetPaginator(limit=10, overlap=2)
+
+
+def test_a_re_read_record_whose_content_changed_is_passed_on_again(server):
+    rows = [{"id": f"r{i}", "v": i, "c": "old"} for i in range(150)]
+
+    def handler(seen: Seen):
+        offset = int(seen.query["offset"])
+        if offset:  # between the pages, the last record of page 1 changes without a new version
+            rows[99] = {**rows[99], "c": "new"}
+        return json_reply({"total": 150, "items": rows[offset : offset + 100]})
+
+    server.route("GET", "/items", handler)
+    client, _ = make_client(server)
+    received = walk(client, OffsetPaginator(limit=100, overlap=5, record_key=key), "items")
+    assert [r["id"] for r in received] == [f"r{i}" for i in range(100)] + ["r99"] + [
+        f"r{i}" for i in range(100, 150)
+    ]
+    assert received[100]["c"] == "new"  # served last, passed on last

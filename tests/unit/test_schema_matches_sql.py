@@ -28,7 +28,9 @@ def canonical(sql_type: str) -> str:
 @pytest.fixture(scope="module")
 def clean_sql() -> list[str]:
     project = Project.load()
-    return [s for path in project.sql_files("sql") if path.name.startswith("03") for s in project.statements(path)]
+    return [
+        s for path in project.sql_files("sql") if path.name.startswith("03") for s in project.statements(path)
+    ]
 
 
 def table_columns(statements: list[str], table: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ of the previous page to notice when data changed underneath them (see `OffsetPag
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -91,6 +92,11 @@ def _field(payload: Any, name: str) -> Any:
     return payload.get(name) if isinstance(payload, dict) else None
 
 
+def _fingerprint(record: Any) -> int:
+    """A record's content, for noticing that a re-read record changed without a new version."""
+    return hash(json.dumps(record, sort_keys=True, default=repr))
+
+
 def _as_int(value: Any) -> int | None:
     """A count from a payload (int, integral float or digit string); None when absent or malformed."""
     if isinstance(value, bool):
@@ -166,7 +172,8 @@ class OffsetPaginator(BasePaginator):
     behind them; an update that moves a record to the end of the order shifts everything after its old
     place one step back, and plain offset paging then skips a record at the next page boundary. So each
     page after the first starts `overlap` records early and finds the last records of the previous page
-    in it (by `record_key`): the records after the last one found are new, wherever they now are. When
+    in it (by `record_key`): the records after the last one found are new, wherever they now are, and a
+    re-read record whose content changed since it was served is passed on again (served last wins). When
     none is found within the overlap, the data moved further than that: the paginator steps one page
     back to find them (up to `max_realign_steps` pages), and doubles its overlap (up to half a page) so
     that the churn it has just seen fits in it from then on. Beyond those limits it fails loudly rather
@@ -205,7 +212,7 @@ class OffsetPaginator(BasePaginator):
         self.offset = offset  # position of the next record not yet received
         self.total: int | None = None
         self._overlap_now = overlap  # grows when the data moves further than the overlap between pages
-        self._anchors: list[Hashable] = []
+        self._anchors: dict[Hashable, int] = {}  # key -> content fingerprint of the last records
         self._requested = offset
         self._realign_steps = 0
         self._realigns = self._pages = 0
@@ -218,7 +225,7 @@ class OffsetPaginator(BasePaginator):
         super().init_request(req)
         self.offset, self.total, self._realign_steps, self._first_key = self.start_offset, None, 0, None
         self._overlap_now = self.overlap
-        self._anchors = []
+        self._anchors = {}
         self._realigns = self._pages = 0
         self.update_request(req)
 
@@ -264,18 +271,21 @@ class OffsetPaginator(BasePaginator):
 
     def _remember(self, records: list) -> None:
         if self.overlap:
-            self._anchors = [self.record_key(r) for r in records[-self._overlap_now :]]  # type: ignore[misc]
+            tail = records[-self._overlap_now :]
+            self._anchors = {self.record_key(r): _fingerprint(r) for r in tail}  # type: ignore[misc]
 
     def _fresh(self, records: list) -> list | None:
         """The records after the last anchor found; all of them when there is nothing to align with."""
-        anchors = {a for a in self._anchors if a is not None}
+        anchors = {a: f for a, f in self._anchors.items() if a is not None}
         if not anchors:
             return records
         keys = [self.record_key(r) for r in records]  # type: ignore[misc]
         window = len(self._anchors) if not self._realign_steps else len(keys)
         found = [i for i in range(min(window, len(keys))) if keys[i] in anchors]
         if found:
-            return records[found[-1] + 1 :]
+            last = found[-1]
+            changed = [records[i] for i in found if _fingerprint(records[i]) != anchors[keys[i]]]
+            return changed + records[last + 1 :]
         if any(key in anchors for key in keys):
             return records  # shifted forward (records inserted before): repeats are dropped downstream
         if self._requested == 0:
