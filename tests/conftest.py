@@ -15,7 +15,9 @@ for _name in ("fakesnow", "uvicorn", "snowflake", "werkzeug", "moto", "botocore"
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
-def start_stack(home: Path, **mock_overrides):
+def start_stack(
+    home: Path, env_overrides: dict[str, str] | None = None, history_hours: int = 12, **mock_overrides
+):
     """A started LocalStack whose mock clock is frozen half an hour after the data set's anchor."""
     from api2snow_cli.local.mock_apis.server import MockApiConfig
     from api2snow_cli.local.stack import LocalStack, StackOptions
@@ -26,10 +28,11 @@ def start_stack(home: Path, **mock_overrides):
         anchor=anchor,
         clock_start=anchor + timedelta(minutes=30),
         follow_real_time=False,
-        history_hours=12,
+        history_hours=history_hours,
         **mock_overrides,
     )
-    return LocalStack(StackOptions(home=home, mock=mock)).start()
+    options = StackOptions(home=home, mock=mock, env_overrides=dict(env_overrides or {}))
+    return LocalStack(options).start()
 
 
 @pytest.fixture(scope="module")

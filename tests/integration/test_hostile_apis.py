@@ -14,7 +14,7 @@ import json
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 
 from tests.hostile import API_A, API_B, HostileServer
 
+from ..conftest import start_stack
 from .helpers import scalar
 
 pytestmark = pytest.mark.integration
@@ -48,20 +49,8 @@ def hostile() -> Iterator[HostileServer]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hostile: HostileServer) -> Iterator[Any]:
-    from api2snow_cli.local.mock_apis.server import MockApiConfig
-    from api2snow_cli.local.stack import LocalStack, StackOptions
-
-    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    mock = MockApiConfig(
-        seed=7,
-        anchor=anchor,
-        clock_start=anchor + timedelta(minutes=30),
-        follow_real_time=False,
-        history_hours=1,
-    )
     urls = {"api_a_base_url": hostile.url, "api_b_base_url": hostile.url}
-    options = StackOptions(home=tmp_path_factory.mktemp("api2snow-hostile"), mock=mock, env_overrides=urls)
-    started = LocalStack(options).start()
+    started = start_stack(tmp_path_factory.mktemp("api2snow-hostile"), env_overrides=urls, history_hours=1)
     _set_config(
         started, api_a_rate_limit_per_min="6000", api_b_rate_limit_per_min="6000", load_poll_seconds="0.1"
     )
