@@ -80,9 +80,17 @@ def _type_name(value: Any) -> str:
 
 
 def _field(raw: Mapping[str, Any], key: str) -> Any:
-    if not isinstance(raw, Mapping):
+    """raw[key]; KeyError (a missing field) is reported by the processor. Runs per field of every record."""
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise TypeError(f"record: expected object, got {_type_name(raw)}")
-    return raw[key]  # KeyError: the processor reports it as a missing field
+    return raw[key]
+
+
+def _get(raw: Mapping[str, Any], key: str) -> Any:
+    """raw.get(key) for an optional field."""
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise TypeError(f"record: expected object, got {_type_name(raw)}")
+    return raw.get(key)
 
 
 def require_str(raw: Mapping[str, Any], key: str) -> str:
@@ -95,9 +103,10 @@ def require_str(raw: Mapping[str, Any], key: str) -> str:
 
 def optional_str(raw: Mapping[str, Any], key: str) -> str | None:
     """A JSON string, or None when the field is absent or null."""
-    if not isinstance(raw, Mapping):
-        raise TypeError(f"record: expected object, got {_type_name(raw)}")
-    return require_str(raw, key) if raw.get(key) is not None else None
+    value = _get(raw, key)
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"{key}: expected string, got {_type_name(value)}")
 
 
 def require_int(raw: Mapping[str, Any], key: str) -> int:
@@ -120,9 +129,7 @@ def require_number(raw: Mapping[str, Any], key: str) -> int | float:
 
 def optional_object(raw: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     """A JSON object, or None when the field is absent or null."""
-    if not isinstance(raw, Mapping):
-        raise TypeError(f"record: expected object, got {_type_name(raw)}")
-    value = raw.get(key)
+    value = _get(raw, key)
     if value is not None and type(value) is not dict:
         raise TypeError(f"{key}: expected object, got {_type_name(value)}")
     return value
