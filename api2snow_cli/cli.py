@@ -126,10 +126,12 @@ def _summary(stack: Any) -> None:
     tables += [("RAW", "rejects", REJECTS_TABLE)]
     tables += [("CLEAN", name, source.clean_table) for name, source in SOURCES.items()]
     tables += [("ANALYTICS", "daily_summary", "ANALYTICS.ANL_DAILY_SUMMARY")]
-    layers = stack.session.sql(" UNION ALL ".join(
-        f"SELECT '{layer}' AS layer, '{label}' AS source, COUNT(*) AS row_count FROM {db}.{table}"
-        for layer, label, table in tables
-    )).collect()
+    layers = stack.session.sql(
+        " UNION ALL ".join(
+            f"SELECT '{layer}' AS layer, '{label}' AS source, COUNT(*) AS row_count FROM {db}.{table}"
+            for layer, label, table in tables
+        )
+    ).collect()
     print_rows(layers, "rows per layer")
     dq = stack.session.sql(f"""
         SELECT check_name, source, severity, passed, observed_value FROM {db}.ANALYTICS.DQ_CHECK_RESULTS
@@ -164,8 +166,10 @@ def _run_once(command: str, summary: bool) -> GraphRunStatus:
 def demo() -> None:
     """Start the local stack, run the task graph once over the mock APIs and print a summary."""
     status = _run_once("demo", summary=True)
-    console.print(f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; query it with: "
-                  'api2snow sql -q "SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS"')
+    console.print(
+        f"[green]demo graph run {status.run_id} SUCCEEDED[/green]; query it with: "
+        'api2snow sql -q "SELECT * FROM VIDEO_ANALYTICS.ANALYTICS.VW_DAILY_EVENT_COUNTS"'
+    )
 
 
 @app.command()
@@ -212,8 +216,12 @@ def status(
     fmt: FormatOption = "table",
     connection: Annotated[
         str | None,
-        typer.Option("--connection", "-c", help="a `snow` connection: read the latest run from Snowflake's "
-                     "TASK_HISTORY instead of the local stack"),
+        typer.Option(
+            "--connection",
+            "-c",
+            help="a `snow` connection: read the latest run from Snowflake's "
+            "TASK_HISTORY instead of the local stack",
+        ),
     ] = None,
     env: Annotated[str, typer.Option("--env", help="with --connection: dev or prod, see deploy/envs.yml")] = (
         "dev"
@@ -266,8 +274,12 @@ DryRunOption = Annotated[
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-D", metavar="KEY=VALUE",
-                 help="override one snowflake.yml env value on top of deploy/envs.yml (repeatable)"),
+    typer.Option(
+        "--set",
+        "-D",
+        metavar="KEY=VALUE",
+        help="override one snowflake.yml env value on top of deploy/envs.yml (repeatable)",
+    ),
 ]
 
 
@@ -303,9 +315,11 @@ def deploy(
     run_plan(steps, dry_run=dry_run, echo=typer.echo)
     if not dry_run:
         database = project.env["database"].upper()
-        typer.echo(f"deployed {database}; first run: snow sql --connection {connection} "
-                   f"-q 'EXECUTE TASK {database}.PIPELINE.ROOT', then "
-                   f"api2snow status --connection {connection} --env {env}")
+        typer.echo(
+            f"deployed {database}; first run: snow sql --connection {connection} "
+            f"-q 'EXECUTE TASK {database}.PIPELINE.ROOT', then "
+            f"api2snow status --connection {connection} --env {env}"
+        )
 
 
 @app.command()
@@ -327,8 +341,11 @@ def teardown(
     typer.echo(plan_header(project, env, connection, dry_run, what="teardown"))
     if not dry_run and not yes:
         extra = ", the integrations and the roles" if include_admin else ""
-        typer.confirm(f"Drop database {project.env['database'].upper()} and everything in it{extra} "
-                      f"on connection {connection}?", abort=True)
+        typer.confirm(
+            f"Drop database {project.env['database'].upper()} and everything in it{extra} "
+            f"on connection {connection}?",
+            abort=True,
+        )
     run_plan(steps, dry_run=dry_run, echo=typer.echo)
 
 

@@ -52,7 +52,12 @@ SNOW_BIN_ENV = "API2SNOW_SNOW_BIN"  # a `snow` executable to use instead of the 
 SECRET_ENV = {name: f"API2SNOW_{name.upper()}" for name in SECRET_VARIABLES}
 # A few sql/ files get a friendlier step name; any other file is deployed too, under its own name.
 LAYER_NAMES = {
-    "01": "setup", "02": "raw + pipes", "03": "clean", "04": "analytics", "05": "dq", "06": "tasks",
+    "01": "setup",
+    "02": "raw + pipes",
+    "03": "clean",
+    "04": "analytics",
+    "05": "dq",
+    "06": "tasks",
     "07": "grants",
 }
 MASK = "***"
@@ -61,7 +66,8 @@ _SECRET_MARKERS = {name: _MARKER.format(name) for name in SECRET_VARIABLES}  # s
 _MARKER_RE = re.compile(r"@@api2snow-secret:([a-z0-9_]+)@@")
 _CREATE_INTEGRATION = re.compile(
     r"^CREATE\s+(?:STORAGE\s+|SECURITY\s+|EXTERNAL\s+ACCESS\s+)?INTEGRATION\s+IF\s+NOT\s+EXISTS\s+(\S+)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning:|^\s*warnings\.warn\(")
 
 
@@ -83,8 +89,9 @@ def env_overrides(env_name: str, root: Path = PROJECT_ROOT) -> dict[str, str]:
     return values
 
 
-def load_project(env_name: str, overrides: Mapping[str, str] | None = None,
-                 root: Path = PROJECT_ROOT) -> Project:
+def load_project(
+    env_name: str, overrides: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT
+) -> Project:
     """The project rendered for `env_name`: snowflake.yml env, then deploy/envs.yml, then `overrides`."""
     project = Project.load(root, {**env_overrides(env_name, root), **dict(overrides or {})})
     unknown = sorted(set(overrides or {}) - set(project.definition.get("env", {})))
@@ -107,8 +114,10 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
 def _check_env(project: Project, env_name: str) -> None:
     if project.env.get("env_name") != env_name:
         loaded = project.env.get("env_name")
-        raise ProjectError(f"the project is loaded for env {loaded!r}, not {env_name!r}: "
-                           "load it with api2snow_cli.deploy.load_project(env_name)")
+        raise ProjectError(
+            f"the project is loaded for env {loaded!r}, not {env_name!r}: "
+            "load it with api2snow_cli.deploy.load_project(env_name)"
+        )
 
 
 def snow_env_args(project: Project) -> list[str]:
@@ -186,8 +195,11 @@ class _Planner:
         self.warehouse = self.env.get("warehouse") or None
 
     def sql(self, name: str, statements: list[str], admin: bool = False, skipped: str | None = None) -> Step:
-        argv = _sql_argv(self.connection, ADMIN_ROLE, None) if admin else _sql_argv(
-            self.connection, self.owner, self.warehouse)
+        argv = (
+            _sql_argv(self.connection, ADMIN_ROLE, None)
+            if admin
+            else _sql_argv(self.connection, self.owner, self.warehouse)
+        )
         step = Step(name, "sql", argv, list(statements), skipped=skipped, cwd=self.project.root)
         step.secrets = {k: v for k, v in self.secrets.items() if k in step.secret_names()}
         return step
@@ -205,7 +217,6 @@ class _Planner:
         return self.project.sql_files("sql")
 
 
-
 def _admin_parts(planner: _Planner) -> tuple[list[str], list[str]]:
     text = planner.render_file(ADMIN_SQL)
     lines = text.splitlines(keepends=True)
@@ -217,15 +228,18 @@ def _admin_parts(planner: _Planner) -> tuple[list[str], list[str]]:
 
 
 def _skip_admin_note(env_name: str, part: str) -> str:
-    return (f"--skip-admin: an account admin runs {part} of {ADMIN_SQL} as {ADMIN_ROLE} once, and again "
-            "when hosts, bucket, roles or API A's client credentials change: "
-            f"`api2snow deploy --connection <admin connection> --env {env_name}`, "
-            "or the statements below with "
-            f"`snow sql --connection <admin connection> --role {ADMIN_ROLE} --stdin`")
+    return (
+        f"--skip-admin: an account admin runs {part} of {ADMIN_SQL} as {ADMIN_ROLE} once, and again "
+        "when hosts, bucket, roles or API A's client credentials change: "
+        f"`api2snow deploy --connection <admin connection> --env {env_name}`, "
+        "or the statements below with "
+        f"`snow sql --connection <admin connection> --role {ADMIN_ROLE} --stdin`"
+    )
 
 
-def build_plan(project: Project, env_name: str, connection: str, skip_admin: bool = False,
-               secrets_from_env: bool = True) -> list[Step]:
+def build_plan(
+    project: Project, env_name: str, connection: str, skip_admin: bool = False, secrets_from_env: bool = True
+) -> list[Step]:
     """Every step of a deploy, in order, rendered for the project's environment; nothing connects.
 
     Order: admin part 1 (roles, warehouse, storage, AWS_IAM and OAuth2 integrations), sql/01 setup,
@@ -244,24 +258,39 @@ def build_plan(project: Project, env_name: str, connection: str, skip_admin: boo
     skip_1 = _skip_admin_note(env_name, "part 1") if skip_admin else None
     skip_2 = _skip_admin_note(env_name, "part 2") if skip_admin else None
     steps = [
-        planner.sql(f"external access admin: roles, warehouse, integrations ({ADMIN_SQL} part 1)",
-                    admin_1, admin=True, skipped=skip_1),
+        planner.sql(
+            f"external access admin: roles, warehouse, integrations ({ADMIN_SQL} part 1)",
+            admin_1,
+            admin=True,
+            skipped=skip_1,
+        ),
         planner.sql(f"{_layer_name(setup)} (sql/{setup.name})", project.statements(setup)),
-        planner.sql(f"external access: network rules and secrets ({EXTERNAL_ACCESS_SQL})",
-                    split_sql(planner.render_file(EXTERNAL_ACCESS_SQL))),
-        planner.sql(f"external access admin: external access integrations ({ADMIN_SQL} part 2)",
-                    admin_2, admin=True, skipped=skip_2),
+        planner.sql(
+            f"external access: network rules and secrets ({EXTERNAL_ACCESS_SQL})",
+            split_sql(planner.render_file(EXTERNAL_ACCESS_SQL)),
+        ),
+        planner.sql(
+            f"external access admin: external access integrations ({ADMIN_SQL} part 2)",
+            admin_2,
+            admin=True,
+            skipped=skip_2,
+        ),
         planner.snow("snowpark build", ["snowpark", "build"]),
         planner.snow("snowpark deploy", ["snowpark", "deploy", "--replace"]),
     ]
     for path in layers:
         statements = project.statements(path)
         if any(is_task_statement(s) for s in statements):
-            steps.append(planner.sql("tasks: suspend the root before altering the graph",
-                                     [f"ALTER TASK IF EXISTS {root} SUSPEND"]))
+            steps.append(
+                planner.sql(
+                    "tasks: suspend the root before altering the graph",
+                    [f"ALTER TASK IF EXISTS {root} SUSPEND"],
+                )
+            )
             steps.append(planner.sql(f"{_layer_name(path)} (sql/{path.name})", statements))
-            steps.append(planner.sql("tasks: resume the graph",
-                                     [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"]))
+            steps.append(
+                planner.sql("tasks: resume the graph", [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"])
+            )
         else:
             steps.append(planner.sql(f"{_layer_name(path)} (sql/{path.name})", statements))
     return steps
@@ -272,8 +301,9 @@ def _layer_name(path: Path) -> str:
     return LAYER_NAMES.get(prefix, rest or path.stem)
 
 
-def teardown_plan(project: Project, env_name: str, connection: str,
-                  include_admin: bool = False) -> list[Step]:
+def teardown_plan(
+    project: Project, env_name: str, connection: str, include_admin: bool = False
+) -> list[Step]:
     """Drop what deploy created: tasks, pipes, procedures, then the database; integrations and roles only
     with include_admin (the warehouse stays: it may serve more than api2snow)."""
     _check_env(project, env_name)
@@ -281,37 +311,52 @@ def teardown_plan(project: Project, env_name: str, connection: str,
     admin_1, admin_2 = _admin_parts(planner)
     graph = project_task_graph(project)
     tasks = ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
-    pipes = [PipeDefinition.parse(s).name for p in planner.layer_files() for s in project.statements(p)
-             if is_pipe_statement(s)]
+    pipes = [
+        PipeDefinition.parse(s).name
+        for p in planner.layer_files()
+        for s in project.statements(p)
+        if is_pipe_statement(s)
+    ]
     procedures = project.procedures().values()
     database = project.env["database"].upper()
     steps = [
         planner.sql("suspend the task graph", [f"ALTER TASK IF EXISTS {graph.root.name} SUSPEND"]),
         planner.sql("drop tasks", [f"DROP TASK IF EXISTS {t.name}" for t in tasks]),
         planner.sql("drop pipes", [f"DROP PIPE IF EXISTS {name}" for name in pipes]),
-        planner.sql("drop procedures", [
-            f"DROP PROCEDURE IF EXISTS {p.fqn}({', '.join(a.type.upper() for a in p.arguments)})"
-            for p in procedures]),
-        planner.sql("drop the database (tables, views, stages, network rules, secrets)",
-                    [f"DROP DATABASE IF EXISTS {database}"]),
+        planner.sql(
+            "drop procedures",
+            [
+                f"DROP PROCEDURE IF EXISTS {p.fqn}({', '.join(a.type.upper() for a in p.arguments)})"
+                for p in procedures
+            ],
+        ),
+        planner.sql(
+            "drop the database (tables, views, stages, network rules, secrets)",
+            [f"DROP DATABASE IF EXISTS {database}"],
+        ),
     ]
     if include_admin:
         created = [m.group(1).upper() for s in [*admin_1, *admin_2] if (m := _CREATE_INTEGRATION.match(s))]
         integrations = list(reversed(created))  # external access integrations before what they name
         roles = [project.env[key].upper() for key in ("analyst_role", "operator_role", "owner_role")]
-        steps.append(planner.sql(
-            "drop integrations and roles (admin)",
-            [f"DROP INTEGRATION IF EXISTS {name}" for name in integrations]
-            + [f"DROP ROLE IF EXISTS {role}" for role in roles],
-            admin=True))
+        steps.append(
+            planner.sql(
+                "drop integrations and roles (admin)",
+                [f"DROP INTEGRATION IF EXISTS {name}" for name in integrations]
+                + [f"DROP ROLE IF EXISTS {role}" for role in roles],
+                admin=True,
+            )
+        )
     return steps
 
 
 # ---- showing and running ------------------------------------------------------------------------------
 def plan_header(project: Project, env_name: str, connection: str, dry_run: bool, what: str = "deploy") -> str:
     mode = "dry run: nothing connects, nothing runs" if dry_run else "running"
-    return (f"api2snow {what}: env {env_name}, database {project.env['database'].upper()}, "
-            f"connection {connection} ({mode}); every `snow` command runs in the project root")
+    return (
+        f"api2snow {what}: env {env_name}, database {project.env['database'].upper()}, "
+        f"connection {connection} ({mode}); every `snow` command runs in the project root"
+    )
 
 
 def _show_step(index: int, total: int, step: Step, echo: Callable[[str], None]) -> None:
@@ -334,7 +379,7 @@ def plan_summary(steps: list[Step], width: int = 150) -> str:
         out.append(f"     $ {step.command()}")
         for statement in step.shown_statements():
             line = " ".join(statement.split())
-            out.append(f"     - {line if len(line) <= width else line[:width - 3] + '...'}")
+            out.append(f"     - {line if len(line) <= width else line[: width - 3] + '...'}")
     return "\n".join(out) + "\n"
 
 
@@ -348,8 +393,10 @@ def snow_executable(explicit: str | None = None) -> str:
     found = shutil.which("snow")
     if found:
         return found
-    raise DeployError(f"the Snowflake CLI `snow` is not installed (pip install snowflake-cli), "
-                      f"or point {SNOW_BIN_ENV} at it")
+    raise DeployError(
+        f"the Snowflake CLI `snow` is not installed (pip install snowflake-cli), "
+        f"or point {SNOW_BIN_ENV} at it"
+    )
 
 
 def _mask(text: str, secrets: Mapping[str, str]) -> str:
@@ -376,8 +423,9 @@ def missing_secrets(steps: list[Step]) -> list[str]:
     return sorted({var for step in steps if not step.skipped for var in step.missing_secrets()})
 
 
-def run_plan(steps: list[Step], dry_run: bool, echo: Callable[[str], None],
-             snow_bin: str | None = None) -> None:
+def run_plan(
+    steps: list[Step], dry_run: bool, echo: Callable[[str], None], snow_bin: str | None = None
+) -> None:
     """Print every step (dry run) or run them in order; the first failure raises DeployError naming it."""
     total = len(steps)
     if dry_run:
@@ -386,8 +434,10 @@ def run_plan(steps: list[Step], dry_run: bool, echo: Callable[[str], None],
         return
     missing = missing_secrets(steps)
     if missing:
-        raise DeployError(f"set {', '.join(missing)} in the environment: secret values are read from there "
-                          "only (docs/DEPLOY.md)")
+        raise DeployError(
+            f"set {', '.join(missing)} in the environment: secret values are read from there "
+            "only (docs/DEPLOY.md)"
+        )
     snow = snow_executable(snow_bin)
     for index, step in enumerate(steps, 1):
         label = f"[{index}/{total}] {step.name}"
@@ -397,30 +447,49 @@ def run_plan(steps: list[Step], dry_run: bool, echo: Callable[[str], None],
         echo(f"{label} ...")
         started = time.monotonic()
         try:
-            result = subprocess.run([snow, *step.argv], input=step.sql_text() if step.kind == "sql" else None,
-                                    capture_output=True, text=True, cwd=step.cwd)
+            result = subprocess.run(
+                [snow, *step.argv],
+                input=step.sql_text() if step.kind == "sql" else None,
+                capture_output=True,
+                text=True,
+                cwd=step.cwd,
+            )
         except OSError as exc:
             raise DeployError(f"step {label} could not start `{snow}`: {exc}") from None
         if result.returncode != 0:
             output = _mask(result.stderr if result.stderr.strip() else result.stdout, step.secrets)
             detail = "\n".join(line for line in output.splitlines() if not _PY_WARNING.search(line)).strip()
-            raise DeployError(f"step {label} failed (snow exited {result.returncode}): {snow_error(output)}\n"
-                              f"command: {step.command()}\n{detail}")
+            raise DeployError(
+                f"step {label} failed (snow exited {result.returncode}): {snow_error(output)}\n"
+                f"command: {step.command()}\n{detail}"
+            )
         echo(f"{label} ok ({time.monotonic() - started:.1f} s)")
 
 
 # ---- reading Snowflake back ---------------------------------------------------------------------------
-def snow_query(connection: str, query: str, snow_bin: str | None = None, role: str | None = None,
-               cwd: Path | None = None) -> list[dict[str, Any]]:
+def snow_query(
+    connection: str, query: str, snow_bin: str | None = None, role: str | None = None, cwd: Path | None = None
+) -> list[dict[str, Any]]:
     """Rows of one query, through `snow sql --format json`."""
-    argv = [snow_executable(snow_bin), "sql", "--connection", connection, "--format", "json",
-            "--enable-templating", "NONE", "-q", query]
+    argv = [
+        snow_executable(snow_bin),
+        "sql",
+        "--connection",
+        connection,
+        "--format",
+        "json",
+        "--enable-templating",
+        "NONE",
+        "-q",
+        query,
+    ]
     if role:
         argv[4:4] = ["--role", role]
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
-        raise DeployError(f"snow sql failed (exit {result.returncode}): "
-                          f"{snow_error(result.stderr or result.stdout)}")
+        raise DeployError(
+            f"snow sql failed (exit {result.returncode}): {snow_error(result.stderr or result.stdout)}"
+        )
     data = json.loads(result.stdout or "[]")
     if data and isinstance(data[0], list):  # several statements: the last one's rows
         data = data[-1]
@@ -462,12 +531,29 @@ class SnowRow(Mapping[str, Any]):
 
 
 def remote_latest_run_rows(project: Project, connection: str, snow_bin: str | None = None) -> list[SnowRow]:
-    return [SnowRow(row) for row in snow_query(connection, task_history_query(project), snow_bin,
-                                               cwd=project.root)]
+    return [
+        SnowRow(row)
+        for row in snow_query(connection, task_history_query(project), snow_bin, cwd=project.root)
+    ]
 
 
 __all__ = [
-    "ADMIN_ROLE", "DeployError", "SECRET_ENV", "SnowRow", "Step", "build_plan", "env_overrides", "host_port",
-    "load_project", "missing_secrets", "plan_header", "plan_summary", "remote_latest_run_rows", "run_plan",
-    "snow_executable", "snow_query", "task_history_query", "teardown_plan",
+    "ADMIN_ROLE",
+    "DeployError",
+    "SECRET_ENV",
+    "SnowRow",
+    "Step",
+    "build_plan",
+    "env_overrides",
+    "host_port",
+    "load_project",
+    "missing_secrets",
+    "plan_header",
+    "plan_summary",
+    "remote_latest_run_rows",
+    "run_plan",
+    "snow_executable",
+    "snow_query",
+    "task_history_query",
+    "teardown_plan",
 ]

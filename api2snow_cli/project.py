@@ -23,11 +23,18 @@ ADMIN_SQL = Path("external_access") / "02_admin_integrations.sql"
 # Template variables of external_access/ that are secret values, not env keys; each file says where they come
 # from (deploy: environment variables; the local stack: its own credentials for the mock APIs).
 SECRET_VARIABLES = (
-    "api_a_client_id", "api_a_client_secret", "api_b_key", "api_c_user", "api_c_password", "aws_role_arn",
+    "api_a_client_id",
+    "api_a_client_secret",
+    "api_b_key",
+    "api_c_user",
+    "api_c_password",
+    "aws_role_arn",
 )
 # Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
 HOST_VARIABLES = {
-    "api_a_host": "api_a_base_url", "api_b_host": "api_b_base_url", "api_c_host": "api_c_base_url",
+    "api_a_host": "api_a_base_url",
+    "api_b_host": "api_b_base_url",
+    "api_c_host": "api_c_base_url",
 }
 
 

@@ -45,8 +45,11 @@ def start_mock_apis(
 
     limits = {"api_a": 100, "api_b": 60, "api_c": 60, **(rate_limits or {})}
     config = MockApiConfig(
-        anchor=ANCHOR, follow_real_time=False, history_hours=history_hours,
-        events_per_hour_a=events_per_hour_a, events_per_hour_b=events_per_hour_b,
+        anchor=ANCHOR,
+        follow_real_time=False,
+        history_hours=history_hours,
+        events_per_hour_a=events_per_hour_a,
+        events_per_hour_b=events_per_hour_b,
         faults={api: Faults.for_api(api, rate_limit_per_min=limit) for api, limit in limits.items()},
     )
     apis = MockApis(config)
@@ -76,8 +79,12 @@ def start_s3() -> Any:
 def ingest_settings(urls: dict[str, str], s3_endpoint: str, **overrides: Any) -> dict[str, str]:
     """OPS.PIPELINE_CONFIG values for `api2snow.settings.Settings` (all strings, as in the warehouse)."""
     values = {
-        "bucket": BUCKET, "region": REGION, "s3_endpoint_url": s3_endpoint,
-        "api_a_base_url": urls["api_a"], "api_b_base_url": urls["api_b"], "api_c_base_url": urls["api_c"],
+        "bucket": BUCKET,
+        "region": REGION,
+        "s3_endpoint_url": s3_endpoint,
+        "api_a_base_url": urls["api_a"],
+        "api_b_base_url": urls["api_b"],
+        "api_c_base_url": urls["api_c"],
         "part_max_mb": "64",
         # API A exchanges client credentials itself, as dlt's OAuth2ClientCredentials does (in Snowflake the
         # default is a token from the OAuth2 integration; the benchmark compares like with like).
@@ -92,7 +99,11 @@ def run_worker(script: str, spec: dict[str, Any], timeout_s: float = 300) -> dic
     env = dict(os.environ, RUNTIME__DLTHUB_TELEMETRY="false", RUNTIME__LOG_LEVEL="WARNING")
     proc = subprocess.run(
         [sys.executable, script, "--worker", json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout_s, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -140,8 +151,11 @@ def measure(run: Callable[[], int]) -> dict[str, Any]:
     records = run()
     seconds = time.perf_counter() - t0
     return {
-        "records": records, "seconds": seconds, "cpu_s": cpu_s() - cpu0,
-        "rss_baseline_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+        "records": records,
+        "seconds": seconds,
+        "cpu_s": cpu_s() - cpu0,
+        "rss_baseline_mb": baseline,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -191,7 +205,12 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
 
     def run() -> int:
         counts, _max_updated, manifest, stats = ingest._extract(
-            source, BenchPlatform(), settings, since, str(uuid.uuid4()), ANCHOR.replace(tzinfo=None),
+            source,
+            BenchPlatform(),
+            settings,
+            since,
+            str(uuid.uuid4()),
+            ANCHOR.replace(tzinfo=None),
             earlier_requests=spec.get("earlier_requests", ()),  # what the ledger hands the next run
         )
         out.update(counts=counts, parts=len(manifest["parts"]), http=stats)

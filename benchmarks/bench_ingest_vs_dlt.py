@@ -44,15 +44,17 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
         client = {
             "base_url": base_url,
             "auth": APIKeyAuth(name="X-API-Key", api_key="demo-key", location="header"),
-            "paginator": OffsetPaginator(limit=page_size, offset_param="offset", limit_param="limit",
-                                         total_path="total"),
+            "paginator": OffsetPaginator(
+                limit=page_size, offset_param="offset", limit_param="limit", total_path="total"
+            ),
         }
         endpoint = {"path": "api/v2/detections", "data_selector": "items"}
     else:
         client = {
             "base_url": base_url,
             "auth": OAuth2ClientCredentials(
-                access_token_url=f"{base_url}/oauth/token", client_id="demo-client",
+                access_token_url=f"{base_url}/oauth/token",
+                client_id="demo-client",
                 client_secret="demo-secret",
             ),
             "paginator": JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="cursor"),
@@ -66,7 +68,9 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
             source = rest_api_source({"client": client, "resources": resources})
             source.events.add_map(normalize)
             pipeline = dlt.pipeline(
-                pipeline_name=f"bench_{api}", pipelines_dir=f"{tmp}/pipelines", dataset_name="bench",
+                pipeline_name=f"bench_{api}",
+                pipelines_dir=f"{tmp}/pipelines",
+                dataset_name="bench",
                 destination=dlt.destinations.filesystem(bucket_url=f"file://{tmp}/out"),
             )
             pipeline.run(source, loader_file_format="jsonl")
@@ -113,26 +117,37 @@ def main() -> int:
     print(f"bench_ingest_vs_dlt {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
     started = time.perf_counter()
     mocks = c.start_mock_apis(
-        history_hours=history_hours, events_per_hour_a=EVENTS_PER_HOUR, events_per_hour_b=EVENTS_PER_HOUR,
-        rate_limits={"api_a": 0, "api_b": 0}, page_cache=not args.no_page_cache,
+        history_hours=history_hours,
+        events_per_hour_a=EVENTS_PER_HOUR,
+        events_per_hour_b=EVENTS_PER_HOUR,
+        rate_limits={"api_a": 0, "api_b": 0},
+        page_cache=not args.no_page_cache,
     )
     s3 = c.start_s3()
     try:
         # The client-side limiter reads <source>_rate_limit_per_min: far above what a run needs.
-        settings = c.ingest_settings(mocks.urls, s3.endpoint_url, api_a_rate_limit_per_min=1_000_000,
-                                     api_b_rate_limit_per_min=1_000_000)
+        settings = c.ingest_settings(
+            mocks.urls,
+            s3.endpoint_url,
+            api_a_rate_limit_per_min=1_000_000,
+            api_b_rate_limit_per_min=1_000_000,
+        )
         counts = {api: c.record_count(mocks, api) for api in apis_wanted}
         cache = "off" if args.no_page_cache else "on"
-        print(f"records served: {counts}, page size {args.page_size}, server page cache {cache}, "
-              f"setup {time.perf_counter() - started:.1f}s")
+        print(
+            f"records served: {counts}, page size {args.page_size}, server page cache {cache}, "
+            f"setup {time.perf_counter() - started:.1f}s"
+        )
         base = {"page_size": args.page_size, "settings": settings}
         if "api_b" in apis_wanted:
             # Cold pass: fills the page cache (when on) and shows what the mock itself costs per record.
             cold = c.run_worker(__file__, {**base, "tool": "fetch", "api": "api_b"})
             warm = c.run_worker(__file__, {**base, "tool": "fetch", "api": "api_b"})
-            print(f"fetch-only floor (requests + json, no processing), api_b: first pass "
-                  f"{cold['records'] / cold['seconds']:,.0f} rec/s, second pass "
-                  f"{warm['records'] / warm['seconds']:,.0f} rec/s")
+            print(
+                f"fetch-only floor (requests + json, no processing), api_b: first pass "
+                f"{cold['records'] / cold['seconds']:,.0f} rec/s, second pass "
+                f"{warm['records'] / warm['seconds']:,.0f} rec/s"
+            )
         for api in apis_wanted:
             if api == "api_a" and not args.no_page_cache:
                 c.run_worker(__file__, {**base, "tool": "ours", "api": api})  # warm the cache for A's pages
@@ -156,24 +171,34 @@ def report(api: str, results: dict[str, list[dict[str, Any]]]) -> None:
     for tool, runs in results.items():
         rates = [r["records"] / r["seconds"] for r in runs]
         cpu_rates = [r["records"] / r["cpu_s"] for r in runs]
-        summary[tool] = {"best": max(rates), "median": c.median(rates), "cpu_best": max(cpu_rates),
-                         "cpu_median": c.median(cpu_rates)}
+        summary[tool] = {
+            "best": max(rates),
+            "median": c.median(rates),
+            "cpu_best": max(cpu_rates),
+            "cpu_median": c.median(cpu_rates),
+        }
         last = runs[-1]
         extra = ""
         if tool != "dlt":
             extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, {last['counts']}"
-        print(f"{tool:>11}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
-              f"{c.median(rates):,.0f}  (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
-        print(f"{'':>13}rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
-              f"RSS before run {c.median([r['rss_baseline_mb'] for r in runs]):.0f} MB, peak "
-              f"{max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}")
+        print(
+            f"{tool:>11}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
+            f"{c.median(rates):,.0f}  (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+        )
+        print(
+            f"{'':>13}rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
+            f"RSS before run {c.median([r['rss_baseline_mb'] for r in runs]):.0f} MB, peak "
+            f"{max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}"
+        )
     dlt = summary["dlt"]
     for tool in ("ours", "ours-stdlib"):
         ours = summary[tool]
-        print(f"ratio {tool}/dlt  wall rec/s: best {ours['best'] / dlt['best']:.2f}x, median "
-              f"{ours['median'] / dlt['median']:.2f}x; per client CPU-s: best "
-              f"{ours['cpu_best'] / dlt['cpu_best']:.2f}x, "
-              f"median {ours['cpu_median'] / dlt['cpu_median']:.2f}x")
+        print(
+            f"ratio {tool}/dlt  wall rec/s: best {ours['best'] / dlt['best']:.2f}x, median "
+            f"{ours['median'] / dlt['median']:.2f}x; per client CPU-s: best "
+            f"{ours['cpu_best'] / dlt['cpu_best']:.2f}x, "
+            f"median {ours['cpu_median'] / dlt['cpu_median']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

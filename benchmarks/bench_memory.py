@@ -28,8 +28,10 @@ def deduper_mb(source_name: str, count: int) -> float:
     deduper = BatchDeduper()
     prefix = "a-" if source_name == "api_a" else "b-"
     for i in range(count):
-        deduper.offer(f"{prefix}{i + 1:08d}" if prefix == "a-" else f"{prefix}{i + 1}",
-                      f"2026-11-26T{i % 24:02d}:{i % 60:02d}:{i % 60:02d}.{i % 1_000_000:06d}")
+        deduper.offer(
+            f"{prefix}{i + 1:08d}" if prefix == "a-" else f"{prefix}{i + 1}",
+            f"2026-11-26T{i % 24:02d}:{i % 60:02d}:{i % 60:02d}.{i % 1_000_000:06d}",
+        )
     size = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.stop()
     del deduper
@@ -48,17 +50,24 @@ def main() -> int:
     print(f"bench_memory {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
     started = time.perf_counter()
     per_hour = {"events_per_hour_a": EVENTS_PER_HOUR, "events_per_hour_b": EVENTS_PER_HOUR}
-    mocks = c.start_mock_apis(history_hours=4 * n / EVENTS_PER_HOUR + 0.01, **per_hour,
-                              rate_limits={"api_a": 0, "api_b": 0})
+    mocks = c.start_mock_apis(
+        history_hours=4 * n / EVENTS_PER_HOUR + 0.01, **per_hour, rate_limits={"api_a": 0, "api_b": 0}
+    )
     s3 = c.start_s3()
     try:
         from api2snow_cli.local.mock_apis.dataset import from_ms
 
         rows = mocks.dataset.scan(args.api, mocks.clock.now())
-        settings = c.ingest_settings(mocks.urls, s3.endpoint_url, part_max_mb=args.part_max_mb,
-                                     **{f"{args.api}_rate_limit_per_min": 1_000_000})
-        print(f"{args.api}: {len(rows):,} records served in all, part_max_mb={args.part_max_mb}, "
-              f"page size {args.page_size}, setup {time.perf_counter() - started:.1f}s")
+        settings = c.ingest_settings(
+            mocks.urls,
+            s3.endpoint_url,
+            part_max_mb=args.part_max_mb,
+            **{f"{args.api}_rate_limit_per_min": 1_000_000},
+        )
+        print(
+            f"{args.api}: {len(rows):,} records served in all, part_max_mb={args.part_max_mb}, "
+            f"page size {args.page_size}, setup {time.perf_counter() - started:.1f}s"
+        )
         results = {}
         for label, count in (("N", n), ("4N", 4 * n)):
             count = min(count, len(rows))
@@ -66,23 +75,34 @@ def main() -> int:
             since = None
             if count < len(rows):
                 since = from_ms(rows[-count - 1][0]).replace(tzinfo=None).isoformat()
-            spec = {"tool": "ours", "api": args.api, "page_size": args.page_size, "settings": settings,
-                    "since": since}
+            spec = {
+                "tool": "ours",
+                "api": args.api,
+                "page_size": args.page_size,
+                "settings": settings,
+                "since": since,
+            }
             r = c.run_worker(__file__, spec)
             results[label] = r
             growth = r["peak_rss_mb"] - r["rss_baseline_mb"]
-            print(f"{label:>2} = {r['records']:>8,} records: peak RSS {r['peak_rss_mb']:6.1f} MB "
-                  f"(after imports {r['rss_baseline_mb']:.1f} MB, growth {growth:5.1f} MB = "
-                  f"{growth * 2**20 / r['records']:.0f} B/record), parts {r['parts']}, "
-                  f"{r['records'] / r['seconds']:,.0f} rec/s")
+            print(
+                f"{label:>2} = {r['records']:>8,} records: peak RSS {r['peak_rss_mb']:6.1f} MB "
+                f"(after imports {r['rss_baseline_mb']:.1f} MB, growth {growth:5.1f} MB = "
+                f"{growth * 2**20 / r['records']:.0f} B/record), parts {r['parts']}, "
+                f"{r['records'] / r['seconds']:,.0f} rec/s"
+            )
         small, big = results["N"], results["4N"]
         growth_small = small["peak_rss_mb"] - small["rss_baseline_mb"]
         growth_big = big["peak_rss_mb"] - big["rss_baseline_mb"]
-        print(f"peak RSS ratio 4N/N: {big['peak_rss_mb'] / small['peak_rss_mb']:.2f} "
-              f"(1.00 = constant); growth ratio: {growth_big / growth_small:.2f}")
-        print(f"attribution: a BatchDeduper holding {big['records']:,} ids takes "
-              f"{deduper_mb(args.api, big['records']):.1f} MB "
-              f"(N: {deduper_mb(args.api, small['records']):.1f} MB)")
+        print(
+            f"peak RSS ratio 4N/N: {big['peak_rss_mb'] / small['peak_rss_mb']:.2f} "
+            f"(1.00 = constant); growth ratio: {growth_big / growth_small:.2f}"
+        )
+        print(
+            f"attribution: a BatchDeduper holding {big['records']:,} ids takes "
+            f"{deduper_mb(args.api, big['records']):.1f} MB "
+            f"(N: {deduper_mb(args.api, small['records']):.1f} MB)"
+        )
     finally:
         s3.stop()
         mocks.stop()

@@ -60,23 +60,31 @@ def describe(
     rejected = [t for t, ok in log if not ok]
     http = result["http"]
     print(f"\n== {label}: {result['records']:,} records, elapsed {result['seconds']:.1f}s")
-    print(f"requests sent (client) {http['requests']:.0f}, seen by server {len(log)}, "
-          f"429s {len(rejected)} (client counted {http['throttled_429']:.0f}), "
-          f"client waited {http['waited_s']:.1f}s, retries {http['retries']:.0f}")
+    print(
+        f"requests sent (client) {http['requests']:.0f}, seen by server {len(log)}, "
+        f"429s {len(rejected)} (client counted {http['throttled_429']:.0f}), "
+        f"client waited {http['waited_s']:.1f}s, retries {http['retries']:.0f}"
+    )
     if not accepted:
         return
     peak = max_in_window(accepted)
-    print(f"most requests in any 60 s window: {peak} of {limit} allowed "
-          f"({100 * peak / limit:.0f}% of the limit)")
+    print(
+        f"most requests in any 60 s window: {peak} of {limit} allowed "
+        f"({100 * peak / limit:.0f}% of the limit)"
+    )
     if len(accepted) > limit:
         # Request limit+1 may go once request 1 is 60 s old: anything beyond that is unused capacity.
         gap = accepted[limit] - accepted[0] - 60.0
         burst = accepted[limit - 1] - accepted[0]
-        print(f"first window: {limit} requests in {burst:.2f}s; request {limit + 1} arrived "
-              f"{gap:.2f}s after the window allowed it (client margin 0.25 s)")
+        print(
+            f"first window: {limit} requests in {burst:.2f}s; request {limit + 1} arrived "
+            f"{gap:.2f}s after the window allowed it (client margin 0.25 s)"
+        )
         span = accepted[-1] - accepted[0]
-        print(f"achieved over the run: {len(accepted)} requests in {span:.1f}s between first and last "
-              f"= {60 * (len(accepted) - 1) / span:.1f}/min on average (bursts: sliding-window limit)")
+        print(
+            f"achieved over the run: {len(accepted)} requests in {span:.1f}s between first and last "
+            f"= {60 * (len(accepted) - 1) / span:.1f}/min on average (bursts: sliding-window limit)"
+        )
     if rejected:
         print(f"429s at {', '.join(f'+{t - t0:.1f}s' for t in rejected)} from the start of the benchmark")
 
@@ -90,15 +98,20 @@ def main() -> int:
     records = args.pages * PAGE_SIZE - PAGE_SIZE // 2  # a partial last page
 
     print(f"bench_rate_limit {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
-    mocks = c.start_mock_apis(history_hours=(records - 1) / EVENTS_PER_HOUR,
-                              events_per_hour_a=EVENTS_PER_HOUR, rate_limits={"api_a": args.limit})
+    mocks = c.start_mock_apis(
+        history_hours=(records - 1) / EVENTS_PER_HOUR,
+        events_per_hour_a=EVENTS_PER_HOUR,
+        rate_limits={"api_a": args.limit},
+    )
     limiter = recording_limiter()
     mocks.context.limiters["api_a"] = limiter  # the handlers look the limiter up per request
     s3 = c.start_s3()
     try:
         settings = c.ingest_settings(mocks.urls, s3.endpoint_url, api_a_rate_limit_per_min=args.limit)
-        print(f"api_a: {c.record_count(mocks, 'api_a'):,} records = {args.pages} pages of {PAGE_SIZE}; "
-              f"limit {args.limit}/60 s on server and client")
+        print(
+            f"api_a: {c.record_count(mocks, 'api_a'):,} records = {args.pages} pages of {PAGE_SIZE}; "
+            f"limit {args.limit}/60 s on server and client"
+        )
         spec = {"tool": "ours", "api": "api_a", "page_size": PAGE_SIZE, "settings": settings}
         t0 = time.monotonic()
         first = c.run_worker(__file__, spec)
@@ -109,11 +122,15 @@ def main() -> int:
             earlier = first["http"]["recent_request_times"]
             second = c.run_worker(__file__, {**spec, "earlier_requests": earlier})
             describe("second extract started right after", limiter.log[start:], t0, args.limit, second)
-            print(f"\nboth runs together: most requests in any 60 s window "
-                  f"{max_in_window([t for t, ok in limiter.log if ok])} of {args.limit}")
+            print(
+                f"\nboth runs together: most requests in any 60 s window "
+                f"{max_in_window([t for t, ok in limiter.log if ok])} of {args.limit}"
+            )
         server = mocks.stats()["api_a"]
-        print(f"\nmock API A stats: requests {server['requests']} (token endpoint included), "
-              f"429s {server['throttled_429']}, status {server['status']}")
+        print(
+            f"\nmock API A stats: requests {server['requests']} (token endpoint included), "
+            f"429s {server['throttled_429']}, status {server['status']}"
+        )
     finally:
         s3.stop()
         mocks.stop()

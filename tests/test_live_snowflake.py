@@ -44,16 +44,25 @@ from api2snow_cli.project import PROJECT_ROOT
 
 CONNECTION = os.environ.get("API2SNOW_LIVE_CONNECTION")
 SKIP_ADMIN = os.environ.get("API2SNOW_LIVE_SKIP_ADMIN") == "1"
-HOW = ("live Snowflake suite: set API2SNOW_LIVE_CONNECTION=<snow connection>, the API2SNOW_* secret "
-       "variables and API2SNOW_LIVE_<KEY> env values (this file's docstring, docs/DEPLOY.md), then run "
-       ".venv/bin/pytest -m snowflake tests/test_live_snowflake.py")
+HOW = (
+    "live Snowflake suite: set API2SNOW_LIVE_CONNECTION=<snow connection>, the API2SNOW_* secret "
+    "variables and API2SNOW_LIVE_<KEY> env values (this file's docstring, docs/DEPLOY.md), then run "
+    ".venv/bin/pytest -m snowflake tests/test_live_snowflake.py"
+)
 RUN_TIMEOUT_S = int(os.environ.get("API2SNOW_LIVE_RUN_TIMEOUT_S", "2400"))
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"}
 LAYERS = {  # table -> layer; each must hold rows after one graph run
-    "RAW.API_A_EVENTS": "RAW", "RAW.API_B_EVENTS": "RAW", "RAW.API_C_CAMERAS": "RAW",
-    "CLEAN.CLN_API_A_EVENTS": "CLEAN", "CLEAN.CLN_API_B_EVENTS": "CLEAN", "CLEAN.DIM_CAMERAS": "CLEAN",
-    "ANALYTICS.ANL_DAILY_SUMMARY": "ANALYTICS", "ANALYTICS.DQ_CHECK_RESULTS": "ANALYTICS",
-    "OPS.PIPELINE_RUNS": "OPS", "OPS.PIPELINE_METRICS": "OPS", "OPS.BATCH_LEDGER": "OPS",
+    "RAW.API_A_EVENTS": "RAW",
+    "RAW.API_B_EVENTS": "RAW",
+    "RAW.API_C_CAMERAS": "RAW",
+    "CLEAN.CLN_API_A_EVENTS": "CLEAN",
+    "CLEAN.CLN_API_B_EVENTS": "CLEAN",
+    "CLEAN.DIM_CAMERAS": "CLEAN",
+    "ANALYTICS.ANL_DAILY_SUMMARY": "ANALYTICS",
+    "ANALYTICS.DQ_CHECK_RESULTS": "ANALYTICS",
+    "OPS.PIPELINE_RUNS": "OPS",
+    "OPS.PIPELINE_METRICS": "OPS",
+    "OPS.BATCH_LEDGER": "OPS",
 }
 
 pytestmark = [
@@ -65,8 +74,11 @@ pytestmark = [
 
 def _overrides() -> dict[str, str]:
     keys = yaml.safe_load((PROJECT_ROOT / "snowflake.yml").read_text())["env"]
-    values = {key: os.environ[f"API2SNOW_LIVE_{key.upper()}"] for key in keys
-              if f"API2SNOW_LIVE_{key.upper()}" in os.environ}
+    values = {
+        key: os.environ[f"API2SNOW_LIVE_{key.upper()}"]
+        for key in keys
+        if f"API2SNOW_LIVE_{key.upper()}" in os.environ
+    }
     values["database"] = f"API2SNOW_LIVE_{uuid.uuid4().hex[:8].upper()}"
     values.setdefault("task_schedule", "USING CRON 0 0 1 1 * UTC")  # no scheduled run during the suite
     return values
@@ -125,10 +137,18 @@ def test_the_analyst_role_holds_nothing_on_raw_clean_secrets_or_integrations(pro
     db = project.env["database"]
     grants = _query(project, f"SHOW GRANTS TO ROLE {project.env['analyst_role']}")
     assert grants, "SHOW GRANTS TO ROLE <analyst> returned nothing: sql/07_grants.sql did not run"
-    ours = [(row["privilege"], row["granted_on"], row["name"]) for row in grants
-            if str(row["name"]).upper().startswith(f"{db}.") or row["granted_on"] == "DATABASE"]
-    forbidden = [g for g in ours if g[1] in ("SECRET", "INTEGRATION")
-                 or f"{db}.RAW." in str(g[2]).upper() or f"{db}.CLEAN." in str(g[2]).upper()]
+    ours = [
+        (row["privilege"], row["granted_on"], row["name"])
+        for row in grants
+        if str(row["name"]).upper().startswith(f"{db}.") or row["granted_on"] == "DATABASE"
+    ]
+    forbidden = [
+        g
+        for g in ours
+        if g[1] in ("SECRET", "INTEGRATION")
+        or f"{db}.RAW." in str(g[2]).upper()
+        or f"{db}.CLEAN." in str(g[2]).upper()
+    ]
     assert not forbidden, f"the analyst role can reach {forbidden}"
     assert any(g[1] == "VIEW" and f"{db}.ANALYTICS." in str(g[2]).upper() for g in ours), ours
 
@@ -154,8 +174,12 @@ def test_one_graph_run_succeeds_and_fills_every_layer(project, graph):
     for task in status.tasks:
         if task.name != graph.root.short_name:
             assert task.return_value, f"{task.name} set no return value (SYSTEM$SET_RETURN_VALUE)"
-    counts = _query(project, " UNION ALL ".join(
-        f"SELECT '{table}' AS table_name, COUNT(*) AS row_count FROM {db}.{table}" for table in LAYERS))
+    counts = _query(
+        project,
+        " UNION ALL ".join(
+            f"SELECT '{table}' AS table_name, COUNT(*) AS row_count FROM {db}.{table}" for table in LAYERS
+        ),
+    )
     empty = [row["TABLE_NAME"] for row in counts if int(row["ROW_COUNT"]) == 0]
     assert len(counts) == len(LAYERS) and not empty, f"no rows in {empty}"
 
@@ -164,8 +188,11 @@ def test_a_second_deploy_keeps_pipes_and_tables(project):
     db = project.env["database"]
     before = {row["name"]: row["created_on"] for row in _query(project, f"SHOW PIPES IN SCHEMA {db}.RAW")}
     rows_before = _row_count(project, f"{db}.RAW.API_A_EVENTS")
-    run_plan(build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True),
-             dry_run=False, echo=print)
+    run_plan(
+        build_plan(project, "dev", CONNECTION, skip_admin=SKIP_ADMIN, secrets_from_env=True),
+        dry_run=False,
+        echo=print,
+    )
     after = {row["name"]: row["created_on"] for row in _query(project, f"SHOW PIPES IN SCHEMA {db}.RAW")}
     assert after == before, "a redeploy recreated a pipe (its load history is gone)"
     assert _row_count(project, f"{db}.RAW.API_A_EVENTS") == rows_before

@@ -64,8 +64,9 @@ def test_bad_sql_is_one_line_and_a_non_zero_exit(home):
 
 def test_sql_and_status_reach_a_running_up_stack_and_run_refuses(tmp_path):
     env = {**os.environ, "API2SNOW_HOME": str(tmp_path)}
-    up = subprocess.Popen([str(CLI), "up", "--every", "0"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    up = subprocess.Popen(
+        [str(CLI), "up", "--every", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "stack.json").exists():

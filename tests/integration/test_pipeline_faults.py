@@ -117,13 +117,22 @@ def test_wait_for_load_fails_fast_when_snowpipe_rejects_a_file(faulty):
     faulty.mock_apis.set_faults("api_a", error_rate=0.0, malformed_page_rate=0.0, invalid_record_rate=0.0)
     faulty.mock_apis.clock.advance(3600)
     assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_A()")
-    s3 = boto3.client("s3", endpoint_url=faulty.s3.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id="k", aws_secret_access_key="s")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=faulty.s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
     bucket = faulty.project.env["bucket"]
-    batch_id = scalar(faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' "
-                              "AND status = 'STAGED'")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_a/")["Contents"]
-            if batch_id in o["Key"]]
+    batch_id = scalar(
+        faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' AND status = 'STAGED'"
+    )
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_a/")["Contents"]
+        if batch_id in o["Key"]
+    ]
     assert len(keys) == 1
     s3.put_object(Bucket=bucket, Key=keys[0], Body=gzip.compress(b"{not json\n"))
     started = time.monotonic()

@@ -81,26 +81,34 @@ SQLFLUFF_GAPS = {
         rf"CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS {NAME} "
         rf"ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
         rf"(ALLOWED_API_AUTHENTICATION_INTEGRATIONS = \({NAME}(, {NAME})*\) )?"
-        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE( COMMENT = '[^']*')?"),
+        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE( COMMENT = '[^']*')?"
+    ),
     "ALTER EXTERNAL ACCESS INTEGRATION": re.compile(
         rf"ALTER EXTERNAL ACCESS INTEGRATION {NAME} SET ALLOWED_NETWORK_RULES = \({NAME}(, {NAME})*\) "
         rf"(ALLOWED_API_AUTHENTICATION_INTEGRATIONS = \({NAME}(, {NAME})*\) )?"
-        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE"),
+        rf"ALLOWED_AUTHENTICATION_SECRETS = \({NAME}(, {NAME})*\) ENABLED = TRUE"
+    ),
     "CREATE SECURITY INTEGRATION": re.compile(
         rf"CREATE SECURITY INTEGRATION IF NOT EXISTS {NAME} TYPE = API_AUTHENTICATION ("
         r"AUTH_TYPE = AWS_IAM AWS_ROLE_ARN = '[^']+' ENABLED = TRUE"
         r"|AUTH_TYPE = OAUTH2 ENABLED = TRUE OAUTH_TOKEN_ENDPOINT = 'https?://[^']+' "
         r"OAUTH_CLIENT_AUTH_METHOD = CLIENT_SECRET_(POST|BASIC) OAUTH_CLIENT_ID = '[^']+' "
         r"OAUTH_CLIENT_SECRET = '[^']+' OAUTH_GRANT = 'CLIENT_CREDENTIALS' OAUTH_ALLOWED_SCOPES = \('[^']+'\)"
-        r")( COMMENT = '[^']*')?"),
+        r")( COMMENT = '[^']*')?"
+    ),
     "ALTER SECURITY INTEGRATION": re.compile(
         rf"ALTER SECURITY INTEGRATION {NAME} SET ENABLED = TRUE OAUTH_TOKEN_ENDPOINT = 'https?://[^']+' "
-        r"OAUTH_CLIENT_ID = '[^']+' OAUTH_CLIENT_SECRET = '[^']+' OAUTH_ALLOWED_SCOPES = \('[^']+'\)"),
+        r"OAUTH_CLIENT_ID = '[^']+' OAUTH_CLIENT_SECRET = '[^']+' OAUTH_ALLOWED_SCOPES = \('[^']+'\)"
+    ),
     "ALTER NETWORK RULE": re.compile(
-        rf"ALTER NETWORK RULE {NAME} SET VALUE_LIST = \('[^']+'(, '[^']+')*\)( COMMENT = '[^']*')?"),
+        rf"ALTER NETWORK RULE {NAME} SET VALUE_LIST = \('[^']+'(, '[^']+')*\)( COMMENT = '[^']*')?"
+    ),
 }
-OWNED_SQL = ["external_access/01_network_rules_and_secrets.sql", "external_access/02_admin_integrations.sql",
-             "sql/07_grants.sql"]
+OWNED_SQL = [
+    "external_access/01_network_rules_and_secrets.sql",
+    "external_access/02_admin_integrations.sql",
+    "sql/07_grants.sql",
+]
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +148,28 @@ def test_the_plan_matches_the_golden_file(plan):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), (
         "the deploy plan changed; if that is intended, regenerate the golden file with "
-        "API2SNOW_UPDATE_GOLDEN=1 pytest tests/unit/test_deploy_plan.py and review the diff")
+        "API2SNOW_UPDATE_GOLDEN=1 pytest tests/unit/test_deploy_plan.py and review the diff"
+    )
 
 
 def test_steps_come_in_dependency_order(plan):
     names = [s.name for s in plan]
-    expected = ["external access admin: roles", "setup (sql/01", "network rules and secrets",
-                "external access admin: external access integrations", "snowpark build", "snowpark deploy",
-                "raw + pipes (sql/02", "clean (sql/03", "analytics (sql/04", "dq (sql/05",
-                "tasks: suspend the root", "tasks (sql/06", "tasks: resume the graph", "grants (sql/07"]
+    expected = [
+        "external access admin: roles",
+        "setup (sql/01",
+        "network rules and secrets",
+        "external access admin: external access integrations",
+        "snowpark build",
+        "snowpark deploy",
+        "raw + pipes (sql/02",
+        "clean (sql/03",
+        "analytics (sql/04",
+        "dq (sql/05",
+        "tasks: suspend the root",
+        "tasks (sql/06",
+        "tasks: resume the graph",
+        "grants (sql/07",
+    ]
     assert len(names) == len(expected)
     for name, fragment in zip(names, expected, strict=True):
         assert fragment in name, (name, fragment)
@@ -161,8 +182,9 @@ def test_every_sql_file_is_deployed_once(plan):
 
 def test_tasks_are_altered_only_between_suspending_and_resuming_the_root(plan, project):
     names = [s.name for s in plan]
-    suspend, tasks, resume = (names.index(_step(plan, f).name) for f in
-                              ("suspend the root", "tasks (sql/06", "resume the graph"))
+    suspend, tasks, resume = (
+        names.index(_step(plan, f).name) for f in ("suspend the root", "tasks (sql/06", "resume the graph")
+    )
     assert suspend + 1 == tasks == resume - 1
     root = f"{project.env['database']}.PIPELINE.ROOT"
     assert plan[suspend].statements == [f"ALTER TASK IF EXISTS {root} SUSPEND"]
@@ -232,9 +254,13 @@ def test_teardown_drops_what_deploy_created(teardown, project, plan):
     assert f"DROP DATABASE IF EXISTS {db}" in text
     admin = _step(teardown, "integrations and roles")
     assert admin.argv[admin.argv.index("--role") + 1] == ADMIN_ROLE
-    for name in ("API2SNOW_API_A_EAI_DEV", "API2SNOW_S3_EAI_DEV", "API2SNOW_AWS_IAM_INT",
-                 "API2SNOW_S3_INT_DEV",
-                 "API2SNOW_OWNER"):
+    for name in (
+        "API2SNOW_API_A_EAI_DEV",
+        "API2SNOW_S3_EAI_DEV",
+        "API2SNOW_AWS_IAM_INT",
+        "API2SNOW_S3_INT_DEV",
+        "API2SNOW_OWNER",
+    ):
         assert name in text
     assert "WAREHOUSE" not in text
     without_admin = teardown_plan(project, "dev", "any", include_admin=False)
@@ -275,20 +301,29 @@ def test_owned_sql_has_a_comment_above_every_statement_and_upper_case_keywords()
         code = "\n".join(line for line in lines if not line.strip().startswith("--"))
         code = re.sub(r"<%.*?%>", "X", code)
         for token in Snowflake().tokenize(code):
-            if token.token_type not in (tokens.TokenType.VAR, tokens.TokenType.STRING,
-                                        tokens.TokenType.IDENTIFIER) and token.text.isalpha():
+            if (
+                token.token_type
+                not in (tokens.TokenType.VAR, tokens.TokenType.STRING, tokens.TokenType.IDENTIFIER)
+                and token.text.isalpha()
+            ):
                 assert token.text == token.text.upper(), f"{relative}: keyword {token.text!r} in lower case"
 
 
 # ---- nothing that holds data is recreated ---------------------------------------------------------------
 def test_no_create_or_replace_on_pipes_stages_tables_or_external_access(plan):
-    replaced = re.compile(r"^CREATE\s+OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?"
-                          r"(PIPE|STAGE|TABLE|FILE\s+FORMAT|DATABASE|SCHEMA|SECRET|NETWORK\s+RULE|"
-                          r"(?:\w+\s+)*INTEGRATION|ROLE|WAREHOUSE)\b", re.IGNORECASE)
+    replaced = re.compile(
+        r"^CREATE\s+OR\s+REPLACE\s+(?:(?:TRANSIENT|TEMPORARY|TEMP)\s+)?"
+        r"(PIPE|STAGE|TABLE|FILE\s+FORMAT|DATABASE|SCHEMA|SECRET|NETWORK\s+RULE|"
+        r"(?:\w+\s+)*INTEGRATION|ROLE|WAREHOUSE)\b",
+        re.IGNORECASE,
+    )
     for statement in _statements(plan):
         assert not replaced.search(statement), statement
-    creates = [s for s in _statements(plan)
-               if re.match(r"^CREATE\s+(PIPE|STAGE|TABLE|FILE\s+FORMAT)\s+(?!IF\s+NOT\s+EXISTS\b)", s, re.I)]
+    creates = [
+        s
+        for s in _statements(plan)
+        if re.match(r"^CREATE\s+(PIPE|STAGE|TABLE|FILE\s+FORMAT)\s+(?!IF\s+NOT\s+EXISTS\b)", s, re.I)
+    ]
     assert not creates, "pipes, stages and tables are created only IF NOT EXISTS"
     pipes = [s for s in _statements(plan) if re.match(r"^CREATE\s+PIPE", s, re.I)]
     assert len(pipes) == 4 and all(re.match(r"^CREATE\s+PIPE\s+IF\s+NOT\s+EXISTS\b", p, re.I) for p in pipes)
@@ -316,16 +351,27 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
     for proc in project.procedures().values():
         for key, secret in proc.secrets.items():
             assert secret.upper() in secrets, f"{proc.name}: secret {secret} ({key}) is not created"
-            allowed = {s for eai in proc.external_access_integrations
-                       for s in _names_in("ALLOWED_AUTHENTICATION_SECRETS", eais.get(eai.upper(), ""))}
+            allowed = {
+                s
+                for eai in proc.external_access_integrations
+                for s in _names_in("ALLOWED_AUTHENTICATION_SECRETS", eais.get(eai.upper(), ""))
+            }
             assert secret.upper() in allowed, f"{proc.name}: no EAI of it allows {secret}"
         for eai in proc.external_access_integrations:
             assert eai.upper() in eais, f"{proc.name}: external access integration {eai} is not created"
     assert {s.rsplit(".", 1)[-1] for s in secrets} == {
-        "API_A_CLIENT_SECRET", "API_B_KEY_SECRET", "API_C_LOGIN_SECRET", "AWS_S3_SECRET"}
+        "API_A_CLIENT_SECRET",
+        "API_B_KEY_SECRET",
+        "API_C_LOGIN_SECRET",
+        "AWS_S3_SECRET",
+    }
     kinds = {name.rsplit(".", 1)[-1]: re.search(r"TYPE = (\w+)", s).group(1) for name, s in secrets.items()}
-    assert kinds == {"API_A_CLIENT_SECRET": "OAUTH2", "API_B_KEY_SECRET": "GENERIC_STRING",
-                     "API_C_LOGIN_SECRET": "PASSWORD", "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN"}
+    assert kinds == {
+        "API_A_CLIENT_SECRET": "OAUTH2",
+        "API_B_KEY_SECRET": "GENERIC_STRING",
+        "API_C_LOGIN_SECRET": "PASSWORD",
+        "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN",
+    }
     integrations = _created(statements, "SECURITY INTEGRATION")
     for name, secret in secrets.items():  # OAUTH2 and CLOUD_PROVIDER_TOKEN secrets
         used = re.search(r"API_AUTHENTICATION = '?([A-Z0-9_$]+)", secret)
@@ -337,8 +383,10 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
     assert _names_in("ALLOWED_API_AUTHENTICATION_INTEGRATIONS", api_a_eai) == [oauth.group(1)]
     admin = _statements([s for s in plan if "admin" in s.name])
     assert all(re.match(r"^(USE ROLE|CREATE|ALTER|GRANT)\b", s) for s in admin)
-    assert not any("INTEGRATION" in s and s.startswith("CREATE") for s in
-                   _statements([_step(plan, "network rules and secrets")])), "integrations are admin-only"
+    assert not any(
+        "INTEGRATION" in s and s.startswith("CREATE")
+        for s in _statements([_step(plan, "network rules and secrets")])
+    ), "integrations are admin-only"
 
 
 def _rule_hosts(statements: list[str]) -> dict[str, set[str]]:
@@ -351,30 +399,45 @@ def _rule_hosts(statements: list[str]) -> dict[str, set[str]]:
     return hosts
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"api_a_base_url": "http://203.0.113.7:8080", "api_c_base_url": "http://mock-c.example.net",
-     "bucket": "other-bucket", "region": "eu-west-1"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "api_a_base_url": "http://203.0.113.7:8080",
+            "api_c_base_url": "http://mock-c.example.net",
+            "bucket": "other-bucket",
+            "region": "eu-west-1",
+        },
+    ],
+)
 def test_every_network_rule_host_is_a_configured_api_or_the_buckets_s3_sts_host(overrides):
     project = load_project("dev", {**FIXED_DEV, **overrides})
     plan = build_plan(project, "dev", "any", secrets_from_env=False)
     env = project.env
     apis = {key: host_port(env[f"{key}_base_url"]) for key in ("api_a", "api_b", "api_c")}
-    aws = {f"{env['bucket']}.s3.{env['region']}.amazonaws.com", f"{env['bucket']}.s3.amazonaws.com",
-           f"s3.{env['region']}.amazonaws.com", f"sts.{env['region']}.amazonaws.com"}
+    aws = {
+        f"{env['bucket']}.s3.{env['region']}.amazonaws.com",
+        f"{env['bucket']}.s3.amazonaws.com",
+        f"s3.{env['region']}.amazonaws.com",
+        f"sts.{env['region']}.amazonaws.com",
+    }
     statements = _statements(plan)
     rules = _rule_hosts(statements)
     for rule, hosts in rules.items():
         assert hosts <= set(apis.values()) | aws, (rule, hosts)
     eais = _created(statements, "EXTERNAL ACCESS INTEGRATION")
-    by_eai = {name: set().union(*(rules[r] for r in _names_in("ALLOWED_NETWORK_RULES", s)))
-              for name, s in eais.items()}
+    by_eai = {
+        name: set().union(*(rules[r] for r in _names_in("ALLOWED_NETWORK_RULES", s)))
+        for name, s in eais.items()
+    }
     suffix = env["eai_suffix"]
     assert suffix == "_DEV"  # dev and prod may share an account: the integrations are named per env
     assert by_eai == {
-        f"API2SNOW_API_A_EAI{suffix}": {apis["api_a"]}, f"API2SNOW_API_B_EAI{suffix}": {apis["api_b"]},
-        f"API2SNOW_API_C_EAI{suffix}": {apis["api_c"]}, f"API2SNOW_S3_EAI{suffix}": aws,
+        f"API2SNOW_API_A_EAI{suffix}": {apis["api_a"]},
+        f"API2SNOW_API_B_EAI{suffix}": {apis["api_b"]},
+        f"API2SNOW_API_C_EAI{suffix}": {apis["api_c"]},
+        f"API2SNOW_S3_EAI{suffix}": aws,
     }
     if overrides:
         assert apis["api_a"] == "203.0.113.7:8080" and apis["api_c"] == "mock-c.example.net:80"
@@ -435,8 +498,9 @@ else:
 """
 
 
-def _fake_snow(tmp_path: Path, monkeypatch, fail_on_call: int,
-               json_rows: list | None = None) -> dict[str, Path]:
+def _fake_snow(
+    tmp_path: Path, monkeypatch, fail_on_call: int, json_rows: list | None = None
+) -> dict[str, Path]:
     script = tmp_path / "snow"
     script.write_text(FAKE_SNOW.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -490,8 +554,10 @@ def test_a_full_run_calls_snow_once_per_step_and_skips_admin_steps(project, monk
     log = _log(fake)
     assert len(log) == len(steps) - 2
     assert all("ACCOUNTADMIN" not in entry["argv"] for entry in log)
-    assert [e["argv"][:2] for e in log if e["argv"][0] == "snowpark"] == [["snowpark", "build"],
-                                                                         ["snowpark", "deploy"]]
+    assert [e["argv"][:2] for e in log if e["argv"][0] == "snowpark"] == [
+        ["snowpark", "build"],
+        ["snowpark", "deploy"],
+    ]
     assert sum("(skipped)" in line for line in out) == 2
 
 
@@ -502,11 +568,15 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "dry run" in out and "database VIDEO_ANALYTICS_DEV" in out
-    for fragment in ("[1/14] external access admin", "[5/14] snowpark build",
-                     "[14/14] grants (sql/07_grants.sql)",
-                     "$ snow snowpark deploy --replace --connection any", "CREATE PIPE IF NOT EXISTS",
-                     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
-                     "OAUTH_CLIENT_SECRET = '<from env API2SNOW_API_A_CLIENT_SECRET>'"):
+    for fragment in (
+        "[1/14] external access admin",
+        "[5/14] snowpark build",
+        "[14/14] grants (sql/07_grants.sql)",
+        "$ snow snowpark deploy --replace --connection any",
+        "CREATE PIPE IF NOT EXISTS",
+        "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
+        "OAUTH_CLIENT_SECRET = '<from env API2SNOW_API_A_CLIENT_SECRET>'",
+    ):
         assert fragment in out, fragment
 
 
@@ -517,15 +587,18 @@ def test_set_overrides_one_env_value_everywhere_and_rejects_what_it_cannot_set()
     assert "CREATE DATABASE IF NOT EXISTS SCRATCH_DB;" in result.output
     assert "--env database=SCRATCH_DB" in result.output and "--env code_stage=CODE2" in result.output
     assert "VIDEO_ANALYTICS." not in result.output
-    for bad, message in (("nope=1", "cannot override nope: not in snowflake.yml env"),
-                         ("database", "--set expects KEY=VALUE, got 'database'")):
+    for bad, message in (
+        ("nope=1", "cannot override nope: not in snowflake.yml env"),
+        ("database", "--set expects KEY=VALUE, got 'database'"),
+    ):
         with pytest.raises(ProjectError, match=message):
             CliRunner().invoke(app, [*args, "-D", bad], catch_exceptions=False)
 
 
 def test_teardown_dry_run_through_the_cli_asks_nothing():
-    result = CliRunner().invoke(app, ["teardown", "--connection", "any", "--env", "prod", "--dry-run",
-                                      "--include-admin"])
+    result = CliRunner().invoke(
+        app, ["teardown", "--connection", "any", "--env", "prod", "--dry-run", "--include-admin"]
+    )
     assert result.exit_code == 0, result.output
     assert "DROP DATABASE IF EXISTS VIDEO_ANALYTICS;" in result.output
     assert "Drop database" not in result.output
@@ -543,11 +616,20 @@ def test_teardown_without_yes_asks_first(monkeypatch, tmp_path):
 
 # ---- status --connection --------------------------------------------------------------------------------
 def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatch, tmp_path):
-    rows = [{"NAME": name, "STATE": "SUCCEEDED", "SCHEDULED_TIME": "2026-11-26T10:00:00-08:00",
-             "QUERY_START_TIME": "2026-11-26T10:00:01.500000-08:00",
-             "COMPLETED_TIME": "2026-11-26T10:00:04-08:00", "RETURN_VALUE": '{"rows": 3}',
-             "ERROR_MESSAGE": None, "GRAPH_RUN_GROUP_ID": "run-1", "ATTEMPT_NUMBER": "1"}
-            for name in ("ROOT", "INGEST_API_A", "FINALIZE")]
+    rows = [
+        {
+            "NAME": name,
+            "STATE": "SUCCEEDED",
+            "SCHEDULED_TIME": "2026-11-26T10:00:00-08:00",
+            "QUERY_START_TIME": "2026-11-26T10:00:01.500000-08:00",
+            "COMPLETED_TIME": "2026-11-26T10:00:04-08:00",
+            "RETURN_VALUE": '{"rows": 3}',
+            "ERROR_MESSAGE": None,
+            "GRAPH_RUN_GROUP_ID": "run-1",
+            "ATTEMPT_NUMBER": "1",
+        }
+        for name in ("ROOT", "INGEST_API_A", "FINALIZE")
+    ]
     fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0, json_rows=rows)
     result = CliRunner().invoke(app, ["status", "--connection", "any", "--env", "dev", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -561,10 +643,13 @@ def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatc
     assert "TABLE(VIDEO_ANALYTICS_DEV.INFORMATION_SCHEMA.TASK_HISTORY(" in query
     row = SnowRow(rows[0])
     assert row["name"] == "ROOT" and row["COMPLETED_TIME"].year == 2026 and row["ERROR_MESSAGE"] is None
-    graph = graph_from_statements(_step(build_plan(project, "dev", "any", secrets_from_env=False),
-                                        "tasks (sql/06").statements)
-    done = graph_run_status([SnowRow({**r, "NAME": t.short_name}) for r in rows[:1]
-                             for t in [*graph.order(), graph.finalizer]], graph)
+    graph = graph_from_statements(
+        _step(build_plan(project, "dev", "any", secrets_from_env=False), "tasks (sql/06").statements
+    )
+    done = graph_run_status(
+        [SnowRow({**r, "NAME": t.short_name}) for r in rows[:1] for t in [*graph.order(), graph.finalizer]],
+        graph,
+    )
     assert done.state == "SUCCEEDED"
 
 
@@ -574,13 +659,33 @@ def test_the_live_suite_fails_loudly_when_the_account_shows_nothing_deployed(tmp
     script.write_text(FAKE_SNOW.format(python=sys.executable))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     (tmp_path / "rows.json").write_text("[]")
-    env = {**os.environ, **SECRET_VALUES, "API2SNOW_SNOW_BIN": str(script), "FAKE_SNOW_DIR": str(tmp_path),
-           "FAKE_SNOW_JSON": str(tmp_path / "rows.json"), "API2SNOW_LIVE_CONNECTION": "nothing-deployed",
-           "API2SNOW_LIVE_RUN_TIMEOUT_S": "1"}
+    env = {
+        **os.environ,
+        **SECRET_VALUES,
+        "API2SNOW_SNOW_BIN": str(script),
+        "FAKE_SNOW_DIR": str(tmp_path),
+        "FAKE_SNOW_JSON": str(tmp_path / "rows.json"),
+        "API2SNOW_LIVE_CONNECTION": "nothing-deployed",
+        "API2SNOW_LIVE_RUN_TIMEOUT_S": "1",
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "snowflake", "-p", "no:cacheprovider",
-         str(PROJECT_ROOT / "tests" / "test_live_snowflake.py")],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "snowflake",
+            "-p",
+            "no:cacheprovider",
+            str(PROJECT_ROOT / "tests" / "test_live_snowflake.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        timeout=240,
+    )
     summary = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 1, result.stdout[-3000:]
     assert "4 failed" in summary and "skipped" not in summary, summary
@@ -601,13 +706,15 @@ def _grants_to(plan: list[Step], role: str) -> list[tuple[str, str]]:
 
 
 def test_the_analyst_reads_analytics_and_calls_its_procedures_but_sees_no_raw_secret_or_integration(
-        plan, project):
+    plan, project
+):
     db = project.env["database"]
     grants = _grants_to(plan, project.env["analyst_role"])
     allowed = re.compile(
         rf"^(USAGE ON (DATABASE {db}|WAREHOUSE {project.env['warehouse']}|SCHEMA {db}\.(ANALYTICS|OPS)"
         rf"|PROCEDURE {db}\.OPS\.\w+\(\))"
-        rf"|SELECT ON (ALL|FUTURE) (VIEWS|TABLES) IN SCHEMA {db}\.ANALYTICS)$")
+        rf"|SELECT ON (ALL|FUTURE) (VIEWS|TABLES) IN SCHEMA {db}\.ANALYTICS)$"
+    )
     assert grants and all(allowed.match(f"{p} ON {t}") for p, t in grants), grants
     called = {re.search(r"OPS\.(\w+)\(", t).group(1) for p, t in grants if t.startswith("PROCEDURE")}
     assert called == {"BUILD_ANALYTICS", "RUN_DQ"}
@@ -622,10 +729,12 @@ def test_the_operator_runs_and_watches_the_graph_without_secrets_or_integrations
     assert ("MONITOR, OPERATE", f"ALL TASKS IN SCHEMA {db}.PIPELINE") in grants
     assert ("EXECUTE TASK", "ACCOUNT") in grants
     assert {t for p, t in grants if p == "MONITOR" and t.startswith("PIPE")} == {
-        f"PIPE {db}.RAW.{name}_PIPE" for name in ("API_A_EVENTS", "API_B_EVENTS", "API_C_CAMERAS",
-                                                   "REJECTED_RECORDS")}
-    assert not any("SECRET" in t or "INTEGRATION" in t or p.startswith("SELECT") and ".RAW." in t
-                   for p, t in grants), grants
+        f"PIPE {db}.RAW.{name}_PIPE"
+        for name in ("API_A_EVENTS", "API_B_EVENTS", "API_C_CAMERAS", "REJECTED_RECORDS")
+    }
+    assert not any(
+        "SECRET" in t or "INTEGRATION" in t or p.startswith("SELECT") and ".RAW." in t for p, t in grants
+    ), grants
 
 
 def test_procedures_run_as_their_owner(project):

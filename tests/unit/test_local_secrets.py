@@ -34,8 +34,13 @@ def test_properties_unquote_strings_split_lists_and_upper_case_words():
         "TYPE = password USERNAME = 'o''brien' PASSWORD = 'a\\\\b' "
         "OAUTH_SCOPES = ('x', 'y''z') ENABLED = TRUE"
     )
-    assert props == {"TYPE": "PASSWORD", "USERNAME": "o'brien", "PASSWORD": "a\\b",
-                     "OAUTH_SCOPES": ["x", "y'z"], "ENABLED": "TRUE"}
+    assert props == {
+        "TYPE": "PASSWORD",
+        "USERNAME": "o'brien",
+        "PASSWORD": "a\\b",
+        "OAUTH_SCOPES": ["x", "y'z"],
+        "ENABLED": "TRUE",
+    }
 
 
 def test_each_secret_reads_only_as_its_type_allows(secrets):

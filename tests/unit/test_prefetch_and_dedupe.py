@@ -92,8 +92,16 @@ def test_process_page_splits_a_page_and_keeps_the_invariant():
 
     source = get_source("api_b")
     processor = RecordProcessor(source.normalize, EVENT_SCHEMA, "event_id", "updated_at", "batch-1")
-    good = {"eventId": 1, "eventKind": "MOTION", "cameraRef": "cam-001", "label": "Animal", "score": 50,
-            "timestampMs": 1764150000000, "modifiedMs": 1764150000001, "durationSec": 0.5}
+    good = {
+        "eventId": 1,
+        "eventKind": "MOTION",
+        "cameraRef": "cam-001",
+        "label": "Animal",
+        "score": 50,
+        "timestampMs": 1764150000000,
+        "modifiedMs": 1764150000001,
+        "durationSec": 0.5,
+    }
     bad = {**good, "eventId": 2, "timestampMs": "not-a-date"}
     page = processor.process_page([good, bad, dict(good)])
     staged = [json.loads(line) for line in page.lines]

@@ -30,10 +30,18 @@ def _snow_build(folder: Path, definition: str) -> subprocess.CompletedProcess:
     """`snow snowpark build --skip-dependencies` on a project copy with `definition` as snowflake.yml."""
     (folder / "snowflake.yml").write_text(definition)
     shutil.copy(PROJECT_ROOT / "requirements.txt", folder / "requirements.txt")
-    shutil.copytree(PROJECT_ROOT / "snowpark_procs", folder / "snowpark_procs",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return subprocess.run([str(SNOW), "snowpark", "build", "--skip-dependencies"], cwd=folder,
-                          capture_output=True, text=True, timeout=120)
+    shutil.copytree(
+        PROJECT_ROOT / "snowpark_procs",
+        folder / "snowpark_procs",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return subprocess.run(
+        [str(SNOW), "snowpark", "build", "--skip-dependencies"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_snow_snowpark_build_accepts_the_project(tmp_path):

@@ -11,22 +11,37 @@ from api2snow.transform import EVENT_SCHEMA, validate
 
 
 def test_api_a_normalises_offsets_to_utc_and_lowercases():
-    record = get_source("api_a").normalize({
-        "id": "a-00000042", "type": "Detection", "camera_id": "cam-007", "category": "Person",
-        "confidence": 0.87, "occurred_at": "2026-11-26T09:59:58.123+02:00",
-        "updated_at": "2026-11-26T08:00:01Z",
-        "duration_ms": 1200, "attributes": {"zone": "entrance"},
-    })
+    record = get_source("api_a").normalize(
+        {
+            "id": "a-00000042",
+            "type": "Detection",
+            "camera_id": "cam-007",
+            "category": "Person",
+            "confidence": 0.87,
+            "occurred_at": "2026-11-26T09:59:58.123+02:00",
+            "updated_at": "2026-11-26T08:00:01Z",
+            "duration_ms": 1200,
+            "attributes": {"zone": "entrance"},
+        }
+    )
     assert record["occurred_at"] == "2026-11-26T07:59:58.123000"
     assert (record["event_type"], record["category"]) == ("detection", "person")
     assert validate(record, EVENT_SCHEMA) is None
 
 
 def test_api_b_maps_field_names_epoch_ms_and_percent_scores():
-    record = get_source("api_b").normalize({
-        "eventId": 42, "eventKind": "LINE_CROSSING", "cameraRef": "cam-003", "label": "Vehicle", "score": 87,
-        "timestampMs": 1764150000000, "modifiedMs": 1764150100000, "durationSec": 1.25,
-    })
+    record = get_source("api_b").normalize(
+        {
+            "eventId": 42,
+            "eventKind": "LINE_CROSSING",
+            "cameraRef": "cam-003",
+            "label": "Vehicle",
+            "score": 87,
+            "timestampMs": 1764150000000,
+            "modifiedMs": 1764150100000,
+            "durationSec": 1.25,
+        }
+    )
     assert record["event_id"] == "b-42"
     assert record["confidence"] == pytest.approx(0.87)
     assert record["duration_ms"] == 1250
@@ -35,10 +50,17 @@ def test_api_b_maps_field_names_epoch_ms_and_percent_scores():
 
 
 def test_api_b_missing_camera_fails_validation_with_a_reason():
-    record = get_source("api_b").normalize({
-        "eventId": 1, "eventKind": "MOTION", "label": "Animal", "score": 50,
-        "timestampMs": 1764150000000, "modifiedMs": 1764150000001, "durationSec": 0,
-    })
+    record = get_source("api_b").normalize(
+        {
+            "eventId": 1,
+            "eventKind": "MOTION",
+            "label": "Animal",
+            "score": 50,
+            "timestampMs": 1764150000000,
+            "modifiedMs": 1764150000001,
+            "durationSec": 0,
+        }
+    )
     assert validate(record, EVENT_SCHEMA) == "missing required field camera_id"
 
 

@@ -151,8 +151,9 @@ class ApiA(MockApp):
         return ok
 
     @staticmethod
-    def _token_error(status: int, error: str, description: str | None = None,
-                     headers: dict[str, str] | None = None) -> Response:
+    def _token_error(
+        status: int, error: str, description: str | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
         all_headers = dict(_NO_STORE)
         all_headers.update(headers or {})
         return error_response(status, error, description, all_headers)

@@ -48,7 +48,7 @@ class ApiB(MockApp):
             return error_response(400, "bad_request", str(exc))
         dataset = self.ctx.dataset
         rows = dataset.scan(SOURCE, self.ctx.clock.now(), after_ms=modified_since)
-        page = rows[offset:offset + limit]
+        page = rows[offset : offset + limit]
         items = [dataset.render(SOURCE, index, is_update) for _, index, is_update in page]
         fault = None
         if 0 < offset <= len(rows) and self.injector.duplicate():

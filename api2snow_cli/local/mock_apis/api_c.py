@@ -48,7 +48,7 @@ class ApiC(MockApp):
         cameras = self.ctx.dataset.cameras(self.ctx.clock.now())
         total_pages = math.ceil(len(cameras) / page_size)
         start = (page - 1) * page_size
-        chunk = cameras[start:start + page_size]
+        chunk = cameras[start : start + page_size]
         fault = None
         if 0 < start <= len(cameras) and self.injector.duplicate():
             chunk.insert(0, cameras[start - 1])

@@ -37,7 +37,11 @@ class MockContext:
 
     @classmethod
     def build(
-        cls, clock: MockClock, dataset: Dataset, faults: dict[str, Faults], credentials: Credentials,
+        cls,
+        clock: MockClock,
+        dataset: Dataset,
+        faults: dict[str, Faults],
+        credentials: Credentials,
         seed: int,
     ) -> MockContext:
         """Wire per-API injectors (seeded from ``seed``), limiters and stats around shared state."""

@@ -97,9 +97,9 @@ def index_of(source: str, rid: str | int) -> int:
     """Inverse of :func:`record_id`; raises ``ValueError`` for ids that are not ours."""
     text = str(rid)
     prefix = {"api_a": "a-", "api_b": "", "api_c": "cam-"}.get(source)
-    if prefix is None or not text.startswith(prefix) or not text[len(prefix):].isdigit():
+    if prefix is None or not text.startswith(prefix) or not text[len(prefix) :].isdigit():
         raise ValueError(f"not a {source} id: {rid!r}")
-    index = int(text[len(prefix):]) - 1
+    index = int(text[len(prefix) :]) - 1
     if index < 0:
         raise ValueError(f"not a {source} id: {rid!r}")
     return index
@@ -319,8 +319,11 @@ class Dataset:
             return []
         if source == "api_c":
             as_of_ms = to_ms(as_of)
-            return [record_id(source, core.index) for core in self._cameras
-                    if core.installed_ms <= as_of_ms and core.invalid_draw < rate]
+            return [
+                record_id(source, core.index)
+                for core in self._cameras
+                if core.installed_ms <= as_of_ms and core.invalid_draw < rate
+            ]
         index = self._index(source, as_of)
         with index.lock:
             n = self._schedule(source).count_until(to_ms(as_of))
@@ -409,16 +412,36 @@ class Dataset:
         new_confidence = round(rng.uniform(0.30, 0.99), 2)
         new_duration = duration + rng.randint(100, 5_000)
         original = EventVersion(
-            index=index, is_update=False, event_type=event_type, camera=camera, category=category,
-            confidence=confidence, occurred_ms=occurred, updated_ms=created, duration_ms=duration, zone=zone,
-            offset_min=offset_min, invalid_draw=invalid_draw, invalid_kind=invalid_kind,
+            index=index,
+            is_update=False,
+            event_type=event_type,
+            camera=camera,
+            category=category,
+            confidence=confidence,
+            occurred_ms=occurred,
+            updated_ms=created,
+            duration_ms=duration,
+            zone=zone,
+            offset_min=offset_min,
+            invalid_draw=invalid_draw,
+            invalid_kind=invalid_kind,
         )
         if update_ms is None:
             return _EventCore(index, created, None, original, None)
         updated = EventVersion(
-            index=index, is_update=True, event_type=event_type, camera=camera, category=new_category,
-            confidence=new_confidence, occurred_ms=occurred, updated_ms=update_ms, duration_ms=new_duration,
-            zone=zone, offset_min=offset_min, invalid_draw=invalid_draw, invalid_kind=invalid_kind,
+            index=index,
+            is_update=True,
+            event_type=event_type,
+            camera=camera,
+            category=new_category,
+            confidence=new_confidence,
+            occurred_ms=occurred,
+            updated_ms=update_ms,
+            duration_ms=new_duration,
+            zone=zone,
+            offset_min=offset_min,
+            invalid_draw=invalid_draw,
+            invalid_kind=invalid_kind,
         )
         return _EventCore(index, created, update_ms, original, updated)
 
@@ -435,8 +458,14 @@ class Dataset:
         window = round(self.history_hours * _HOUR_MS) + _CAMERA_FUTURE_MS
         update = self.start_ms + rng.randrange(window) // 1000 * 1000 + j
         return _CameraCore(
-            index=j, site=site, latitude=latitude, longitude=longitude, installed_ms=installed,
-            first_ms=first, update_ms=update if has_update else None, active=active,
+            index=j,
+            site=site,
+            latitude=latitude,
+            longitude=longitude,
+            installed_ms=installed,
+            first_ms=first,
+            update_ms=update if has_update else None,
+            active=active,
             invalid_draw=invalid_draw,
         )
 

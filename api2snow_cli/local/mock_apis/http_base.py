@@ -58,8 +58,9 @@ def json_response(
     return Response(status, json_bytes(payload), all_headers, records=records)
 
 
-def error_response(status: int, error: str, description: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, error: str, description: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON error ``{"error": ..., "error_description": ...}`` (OAuth style, used by every mock API)."""
     payload = {"error": error}
     if description:
@@ -67,8 +68,9 @@ def error_response(status: int, error: str, description: str | None = None,
     return json_response(status, payload, headers)
 
 
-def parse_int(query: dict[str, str], name: str, default: int, low: int | None = None,
-              high: int | None = None) -> int:
+def parse_int(
+    query: dict[str, str], name: str, default: int, low: int | None = None, high: int | None = None
+) -> int:
     """An integer query parameter within ``low..high`` (``default`` when absent); ``ValueError`` names it."""
     value = parse_optional_int(query, name)
     if value is None:
@@ -245,8 +247,10 @@ class AppServer:
             return self.url
         self._server = _Server(self._address, self.app, self._admin)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"mock-{self.app.name}", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"mock-{self.app.name}",
+            daemon=True,
         )
         self._thread.start()
         return self.url

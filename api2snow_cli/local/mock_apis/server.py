@@ -66,13 +66,21 @@ class MockApis:
             api: replace(cfg.faults[api]) if api in cfg.faults else Faults.for_api(api) for api in APIS
         }
         self.dataset = Dataset(
-            seed=cfg.seed, anchor=anchor, history_hours=cfg.history_hours,
-            events_per_hour_a=cfg.events_per_hour_a, events_per_hour_b=cfg.events_per_hour_b,
-            cameras=cfg.cameras, update_rate=cfg.update_rate, faults=self.faults,
+            seed=cfg.seed,
+            anchor=anchor,
+            history_hours=cfg.history_hours,
+            events_per_hour_a=cfg.events_per_hour_a,
+            events_per_hour_b=cfg.events_per_hour_b,
+            cameras=cfg.cameras,
+            update_rate=cfg.update_rate,
+            faults=self.faults,
         )
         self.context = MockContext.build(self.clock, self.dataset, self.faults, cfg.credentials, cfg.seed)
-        apps: dict[str, MockApp] = {"api_a": ApiA(self.context), "api_b": ApiB(self.context),
-                                    "api_c": ApiC(self.context)}
+        apps: dict[str, MockApp] = {
+            "api_a": ApiA(self.context),
+            "api_b": ApiB(self.context),
+            "api_c": ApiC(self.context),
+        }
         self._servers = {
             api: AppServer(apps[api], AdminApp(self.context, api), cfg.host, cfg.ports.get(api, 0))
             for api in APIS
@@ -149,19 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-hours", type=float, default=24.0)
     parser.add_argument("--events-per-hour-a", type=int, default=120)
     parser.add_argument("--events-per-hour-b", type=int, default=120)
-    parser.add_argument("--anchor", type=parse_iso, default=None,
-                        help="end of the generated history (ISO-8601); default: current UTC hour")
-    parser.add_argument("--frozen-clock", action="store_true",
-                        help="do not follow real time; move the clock with POST /_admin/clock only")
+    parser.add_argument(
+        "--anchor",
+        type=parse_iso,
+        default=None,
+        help="end of the generated history (ISO-8601); default: current UTC hour",
+    )
+    parser.add_argument(
+        "--frozen-clock",
+        action="store_true",
+        help="do not follow real time; move the clock with POST /_admin/clock only",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> MockApiConfig:
     return MockApiConfig(
-        seed=args.seed, anchor=args.anchor, host=args.host,
+        seed=args.seed,
+        anchor=args.anchor,
+        host=args.host,
         ports={"api_a": args.port_a, "api_b": args.port_b, "api_c": args.port_c},
-        credentials=_credentials_from_env(), history_hours=args.history_hours,
-        events_per_hour_a=args.events_per_hour_a, events_per_hour_b=args.events_per_hour_b,
+        credentials=_credentials_from_env(),
+        history_hours=args.history_hours,
+        events_per_hour_a=args.events_per_hour_a,
+        events_per_hour_b=args.events_per_hour_b,
         follow_real_time=not args.frozen_clock,
     )
 

@@ -139,8 +139,11 @@ def xml_value(value: Any) -> str:
 
 def list_cameras_response(total_pages: int, page: int, cameras: list[dict[str, Any]]) -> bytes:
     """The ``ListCamerasResponse`` envelope (elements qualified in the target namespace)."""
-    parts = [f'<tns:ListCamerasResponse xmlns:tns="{TNS}">',
-             f"<tns:totalPages>{total_pages}</tns:totalPages>", f"<tns:page>{page}</tns:page>"]
+    parts = [
+        f'<tns:ListCamerasResponse xmlns:tns="{TNS}">',
+        f"<tns:totalPages>{total_pages}</tns:totalPages>",
+        f"<tns:page>{page}</tns:page>",
+    ]
     for camera in cameras:
         parts.append("<tns:camera>")
         parts.extend(f"<tns:{name}>{xml_value(camera[name])}</tns:{name}>" for name, _ in CAMERA_FIELDS)
