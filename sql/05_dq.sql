@@ -37,6 +37,15 @@ ledger_stats AS (
     GROUP BY source
 ),
 
+open_batches AS (
+    SELECT
+        source,
+        COUNT_IF(status = 'STAGED' AND error_message IS NOT NULL) AS stuck_batches
+    FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
+    WHERE status IN ('STARTED', 'STAGED', 'FAILED')
+    GROUP BY source
+),
+
 freshness AS (
     SELECT
         source,
@@ -184,7 +193,17 @@ SELECT
     'rows staged by loaded batches minus rows in RAW' AS details
 FROM raw_stats
 LEFT JOIN ledger_stats
-    ON raw_stats.source = ledger_stats.source;
+    ON raw_stats.source = ledger_stats.source
+UNION ALL
+SELECT
+    'load_stuck' AS check_name,
+    source,
+    'error' AS severity,
+    stuck_batches::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    stuck_batches = 0 AS passed,
+    'staged batches Snowpipe refused or did not load in time (OPS.BATCH_LEDGER.ERROR_MESSAGE says why)' AS details
+FROM open_batches;
 
 -- Every check of every run, appended by RUN_DQ; the newest RUN_ID is what VALIDATE_DQ judges.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.DQ_CHECK_RESULTS (

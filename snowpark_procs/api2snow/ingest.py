@@ -19,7 +19,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from . import ledger
+from . import ledger, recovery
 from .http.client import ApiClient
 from .http.prefetch import prefetched
 from .http.progress import ProgressGuard
@@ -28,7 +28,7 @@ from .http.retry import RetryPolicy
 from .platform import Platform
 from .settings import Settings
 from .sources import Source
-from .staging import S3BatchWriter, partition_prefix
+from .staging import S3BatchWriter, delete_batch_objects, partition_prefix
 from .transform import RecordProcessor
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,14 @@ def next_batch_id(
 
     A batch that completed without moving the watermark (it staged nothing, or only rejects) leaves the
     window open; data that arrives later in the same hour must not reuse its id, S3 keys and load history.
-    A STAGED, LOADED or FAILED batch keeps its id, so a retry finishes or redoes that same batch.
+    Nor may an ABANDONED batch, whose files a pipe may have seen. A STAGED, LOADED, FAILED or STARTED
+    batch keeps its id, so a retry finishes or redoes that same batch.
     """
     sequence = 0
     while True:
         batch_id = batch_id_for(source, since, hour, sequence)
         status = ledger.batch_status(session, settings, batch_id)
-        if status != ledger.MERGED:
+        if status not in (ledger.MERGED, ledger.ABANDONED):
             return batch_id, status
         sequence += 1
 
@@ -117,14 +118,27 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     started = time.monotonic()
     now = datetime.now(UTC).replace(tzinfo=None)
     window_hour = now.replace(minute=0, second=0, microsecond=0)
+    if source.incremental:
+        ledger.repair_watermark(session, settings, source.name)
     since = read_start(session, settings, source)
+    s3 = s3_client(platform, settings)
     batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
+    if existing == ledger.STAGED and recovery.abandon_if_stuck(session, settings, source, batch_id, s3):
+        batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
     summary: dict[str, Any] = {"source": source.name, "batch_id": batch_id, "since": _iso(since)}
     if existing in (ledger.STAGED, ledger.LOADED):
         log.info(
             "batch %s of %s is already %s; not fetching the window again", batch_id, source.name, existing
         )
         return {**summary, "status": existing, "skipped": "window already staged"}
+    blocker = recovery.close_dead_batches(session, settings, source, batch_id, s3)
+    if blocker is not None:
+        log.info("%s waits for its batch %s (%s) before fetching more", source.name, *blocker)
+        return {**summary, "status": "WAITING", "skipped": f"batch {blocker.batch_id} is {blocker.status}"}
+    if existing is not None:  # re-opening the window of a dead attempt: no part of it may linger
+        delete_batch_objects(
+            s3, settings.get("bucket"), source.name, batch_id, partition_prefix(source.name, now)
+        )
 
     ledger.start_batch(
         session,

@@ -1,7 +1,10 @@
 """Pipeline state in the warehouse: per-source watermarks and the batch ledger.
 
 State lives in tables so that a re-run, a backfill or a second machine sees the same thing. The ledger
-moves a batch STAGED -> LOADED -> MERGED (or FAILED); the watermark moves only when a batch is LOADED.
+moves a batch STARTED -> STAGED -> LOADED -> MERGED; a batch that can no longer finish (FAILED, killed while
+STARTED, or STAGED but refused by the pipe) is ABANDONED by the next ingest of its source, its files removed.
+The watermark moves only when a batch is LOADED, and `repair_watermark` catches it up with the loaded batches
+after a process died between the two statements.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Any
 from . import redaction
 from .settings import Settings
 
-STAGED, LOADED, MERGED, FAILED = "STAGED", "LOADED", "MERGED", "FAILED"
+STARTED, STAGED, LOADED, MERGED, FAILED = "STARTED", "STAGED", "LOADED", "MERGED", "FAILED"
+ABANDONED = "ABANDONED"  # terminal: never loaded, its files removed; its window is read again
+OPEN_STATUSES = (STARTED, STAGED, FAILED)
 
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """One ledger row as the load check needs it."""
+    """One ledger row as the load check and the clean-up of abandoned batches need it."""
 
     batch_id: str
     source: str
@@ -28,6 +33,10 @@ class BatchRecord:
     rejected: int
     max_updated_at: datetime | None
     manifest: dict[str, Any]
+    partition_prefix: str = ""
+    started_at: datetime | None = None
+    error_message: str | None = None
+    age_seconds: int | None = None  # since STARTED, measured by the warehouse (same clock as started_at)
 
 
 def read_watermark(session: Any, settings: Settings, source: str) -> datetime | None:
@@ -52,6 +61,18 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
             VALUES (incoming.src, incoming.new_wm, incoming.bid, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)""",
         params=[source, value.isoformat(sep=" "), batch_id],
     ).collect()
+
+
+def repair_watermark(session: Any, settings: Settings, source: str) -> None:
+    """Catch the watermark up with the newest LOADED or MERGED batch (a kill may fall between the two)."""
+    rows = session.sql(
+        f"SELECT batch_id, max_updated_at FROM {settings.table('OPS.BATCH_LEDGER')} "
+        "WHERE source = ? AND status IN ('LOADED', 'MERGED') AND max_updated_at IS NOT NULL "
+        "ORDER BY max_updated_at DESC LIMIT 1",
+        params=[source],
+    ).collect()
+    if rows:
+        advance_watermark(session, settings, source, rows[0]["MAX_UPDATED_AT"], rows[0]["BATCH_ID"])
 
 
 def recent_request_times(session: Any, settings: Settings, source: str) -> list[float]:
@@ -129,6 +150,24 @@ def finish_staging(
     ).collect()
 
 
+def note_load_problem(session: Any, settings: Settings, batch_id: str, message: str) -> None:
+    """Why a STAGED batch did not load (it stays STAGED; the next ingest of its source abandons it)."""
+    session.sql(
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET error_message = ? "
+        "WHERE batch_id = ? AND status = ?",
+        params=[redaction.redact(message)[:2000], batch_id, STAGED],
+    ).collect()
+
+
+def abandon_batch(session: Any, settings: Settings, batch_id: str, reason: str) -> None:
+    """Close a batch that will never load: terminal, with the reason kept next to any earlier error."""
+    session.sql(
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?, "
+        "error_message = LEFT(? || COALESCE(' (was: ' || error_message || ')', ''), 2000) WHERE batch_id = ?",
+        params=[ABANDONED, reason, batch_id],
+    ).collect()
+
+
 def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) -> None:
     """Mark a batch FAILED; the message is redacted first (it may quote an upstream echoing a secret)."""
     session.sql(
@@ -143,19 +182,26 @@ def set_status(session: Any, settings: Settings, batch_ids: list[str], status: s
         return
     column = {LOADED: "loaded_at", MERGED: "merged_at"}[status]
     marks = ", ".join("?" for _ in batch_ids)
+    cleared = ", error_message = NULL" if status == LOADED else ""  # a slow load noted earlier did finish
     session.sql(
-        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?, "
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?{cleared}, "
         f"{column} = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ WHERE batch_id IN ({marks})",
         params=[status, *batch_ids],
     ).collect()
 
 
-def batches(session: Any, settings: Settings, status: str, source: str | None = None) -> list[BatchRecord]:
+def batches(
+    session: Any, settings: Settings, status: str | tuple[str, ...], source: str | None = None
+) -> list[BatchRecord]:
+    """Ledger rows in `status` (one or several), oldest first."""
+    statuses = (status,) if isinstance(status, str) else status
     query = (
-        "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest "
-        f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status = ?"
+        "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
+        "partition_prefix, started_at, error_message, "
+        "DATEDIFF('second', started_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS age_seconds "
+        f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status IN ({', '.join('?' for _ in statuses)})"
     )
-    params: list[Any] = [status]
+    params: list[Any] = list(statuses)
     if source is not None:
         query += " AND source = ?"
         params.append(source)
@@ -169,6 +215,10 @@ def batches(session: Any, settings: Settings, status: str, source: str | None = 
             rejected=int(row["REJECTED"] or 0),
             max_updated_at=row["MAX_UPDATED_AT"],
             manifest=json.loads(row["MANIFEST"] or "{}"),
+            partition_prefix=row["PARTITION_PREFIX"] or "",
+            started_at=row["STARTED_AT"],
+            error_message=row["ERROR_MESSAGE"],
+            age_seconds=row["AGE_SECONDS"],
         )
         for row in rows
     ]

@@ -6,6 +6,7 @@ the same query in Snowflake and locally, so "staged = loaded" is checked exactly
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import time
 from collections.abc import Callable
@@ -17,16 +18,9 @@ from .platform import Platform
 from .settings import Settings
 from .sources import SOURCES, get_source
 
+log = logging.getLogger(__name__)
 REJECTS_PIPE = "RAW.REJECTED_RECORDS_PIPE"
 REJECTS_TABLE = "RAW.REJECTED_RECORDS"
-
-
-class LoadTimeout(RuntimeError):
-    """Snowpipe did not load every staged part within the timeout."""
-
-
-class LoadFailed(RuntimeError):
-    """Snowpipe reported a staged file of a batch as failed: waiting longer would not help."""
 
 
 class Landing(NamedTuple):
@@ -74,35 +68,43 @@ def _loaded_rows(session: Any, table: str, batch_id: str) -> dict[str, int]:
     return {posixpath.basename(r["FILE_NAME"]): int(r["ROW_COUNT"]) for r in rows}
 
 
-def missing_parts(session: Any, settings: Settings, batch: BatchRecord) -> dict[Landing, list[str]]:
-    """Staged files of the batch whose rows are not (all) in RAW yet, by landing; {} when fully loaded."""
+def unloaded_parts(
+    session: Any, settings: Settings, batch: BatchRecord
+) -> tuple[dict[Landing, list[str]], str | None]:
+    """Staged files of the batch not (all) in RAW yet, by landing; and a problem waiting cannot fix.
+
+    A file with more rows in RAW than it holds was loaded twice: reported at once, never waited for.
+    """
     missing: dict[Landing, list[str]] = {}
     for landing in landings(batch.source):
         files = batch.manifest.get(landing.manifest_key, [])
         if not files:
             continue
         loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
-        keys = [f["key"] for f in files if loaded.get(posixpath.basename(f["key"]), 0) != f["rows"]]
+        counts = {f["key"]: (loaded.get(posixpath.basename(f["key"]), 0), f["rows"]) for f in files}
+        twice = [key for key, (have, want) in counts.items() if have > want]
+        if twice:
+            have, want = counts[twice[0]]
+            return {}, f"{twice[0]} has {have} rows in {landing.table}, more than the {want} it holds"
+        keys = [key for key, (have, want) in counts.items() if have != want]
         if keys:
             missing[landing] = keys
-    return missing
+    return missing, None
 
 
-def _fail_fast(
+def _load_failure(
     session: Any,
     platform: Platform,
     settings: Settings,
-    batch: BatchRecord,
     missing: dict[Landing, list[str]],
-) -> None:
-    """Raise LoadFailed when the pipe's load history shows a missing file of the batch as failed."""
+) -> str | None:
+    """What the pipe's load history says went wrong with a missing file, if it failed."""
     for landing, keys in missing.items():
         errors = platform.load_errors(session, settings.table(landing.table), keys)
         if errors:
             file_name, error = next(iter(errors.items()))
-            raise LoadFailed(
-                f"{batch.source} batch {batch.batch_id}: Snowpipe failed to load {file_name}: {error}"
-            )
+            return f"Snowpipe failed to load {file_name}: {error}"
+    return None
 
 
 def wait_for_load(
@@ -113,27 +115,49 @@ def wait_for_load(
     poll_s: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Block until every STAGED batch is fully in RAW; mark them LOADED and advance the watermarks."""
+    """Wait until every STAGED batch is fully in RAW; mark them LOADED and advance the watermarks.
+
+    A batch that cannot load (the pipe refused a file, a file loaded twice, or the timeout passed) stops
+    only itself: its problem goes to the ledger (`ERROR_MESSAGE`, status still STAGED), the other sources
+    go on to CLEAN and ANALYTICS, and the DQ check `load_stuck` fails the graph run loudly. The next ingest
+    of that source abandons the batch and reads its window again.
+    """
+    for source in SOURCES.values():
+        if source.incremental:  # a kill between LOADED and the watermark update is repaired here too
+            ledger.repair_watermark(session, settings, source.name)
     deadline = time.monotonic() + timeout_s
     pending = ledger.batches(session, settings, ledger.STAGED)
     loaded: list[str] = []
+    stuck: dict[str, str] = {}
     while True:
         waiting: list[tuple[BatchRecord, int]] = []
         for batch in pending:
-            missing = missing_parts(session, settings, batch)
-            if missing:
-                _fail_fast(session, platform, settings, batch, missing)
+            missing, problem = unloaded_parts(session, settings, batch)
+            problem = problem or (_load_failure(session, platform, settings, missing) if missing else None)
+            if problem is not None:
+                stuck[batch.batch_id] = _note(session, settings, batch, problem)
+            elif missing:
                 waiting.append((batch, sum(len(keys) for keys in missing.values())))
-                continue
-            _mark_loaded(session, settings, batch)
-            loaded.append(batch.batch_id)
+            else:
+                _mark_loaded(session, settings, batch)
+                loaded.append(batch.batch_id)
         if not waiting:
-            return {"batches_loaded": len(loaded), "batch_ids": loaded}
+            break
         if time.monotonic() >= deadline:
-            detail = "; ".join(f"{b.source} batch {b.batch_id}: {n} part(s) not loaded" for b, n in waiting)
-            raise LoadTimeout(f"Snowpipe did not load every staged part within {timeout_s:.0f}s: {detail}")
+            for batch, count in waiting:
+                problem = f"Snowpipe did not load {count} part(s) within {timeout_s:.0f}s"
+                stuck[batch.batch_id] = _note(session, settings, batch, problem)
+            break
         pending = [batch for batch, _ in waiting]
         sleep(poll_s)
+    return {"batches_loaded": len(loaded), "batch_ids": loaded, "stuck": stuck}
+
+
+def _note(session: Any, settings: Settings, batch: BatchRecord, problem: str) -> str:
+    message = f"{batch.source} batch {batch.batch_id}: {problem}"
+    log.error(message)
+    ledger.note_load_problem(session, settings, batch.batch_id, message)
+    return message
 
 
 def _mark_loaded(session: Any, settings: Settings, batch: BatchRecord) -> None:

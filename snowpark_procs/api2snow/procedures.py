@@ -54,7 +54,7 @@ def refresh_pipe(session: Any, source: str) -> dict[str, Any]:
 
 def wait_for_load(session: Any, timeout_seconds: int = 900) -> dict[str, Any]:
     # At most 1 h, the task timeout in sql/06 (USER_TASK_TIMEOUT_MS, the root's and Snowflake's default): a
-    # longer wait would be cut off by the task instead of failing with LoadTimeout naming the missing parts.
+    # longer wait would be cut off by the task instead of noting the missing parts in the ledger.
     timeout = arguments.int_in_range("timeout_seconds", timeout_seconds, 1, 3600)
 
     def work(platform: Platform, settings: Settings) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from . import jsonl
 __all__ = [
     "Manifest",
     "S3BatchWriter",
+    "delete_batch_objects",
     "manifest_key",
     "part_key",
     "partition_prefix",
@@ -82,6 +83,44 @@ def reject_key(
 
 def manifest_key(source: str, batch_id: str, key_prefix: str = "") -> str:
     return f"{_norm_prefix(key_prefix)}_manifests/source={source}/batch_id={batch_id}.json"
+
+
+def batch_folders(batch_id: str, partition_prefix: str, key_prefix: str = "") -> tuple[str, str]:
+    """The folders of a batch's parts and of its rejects (``partition_prefix`` as the ledger keeps it)."""
+    root = _norm_prefix(key_prefix)
+    return (
+        f"{root}{partition_prefix}batch_id={batch_id}/",
+        f"{root}_rejects/{partition_prefix}batch_id={batch_id}/",
+    )
+
+
+def delete_batch_objects(
+    s3_client: Any, bucket: str, source: str, batch_id: str, partition_prefix: str, key_prefix: str = ""
+) -> int:
+    """Remove every object a batch wrote (parts, rejects, manifest); returns how many there were.
+
+    Used for a batch that will never load (abandoned) and before a batch is written again, so no part of an
+    earlier attempt is left for a pipe to find. Deleting a key that is not there is not an error.
+    """
+    keys = [
+        key
+        for folder in batch_folders(batch_id, partition_prefix, key_prefix)
+        for key in _keys(s3_client, bucket, folder)
+    ]
+    keys.append(manifest_key(source, batch_id, key_prefix))
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+        chunk = [{"Key": key} for key in keys[start : start + 1000]]
+        s3_client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+    return len(keys) - 1
+
+
+def _keys(s3_client: Any, bucket: str, folder: str) -> list[str]:
+    paginator = s3_client.get_paginator("list_objects_v2")
+    return [
+        obj["Key"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=folder)
+        for obj in page.get("Contents", [])
+    ]
 
 
 @dataclass

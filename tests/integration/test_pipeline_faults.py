@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
+import re
 import time
 
 import boto3
 import pytest
-from api2snow.loading import LoadFailed, LoadTimeout
 from api2snow.quality import DataQualityError
 
 from ..conftest import start_stack
@@ -89,42 +90,66 @@ def test_validate_dq_fails_on_an_error_severity_failure(faulty):
         faulty.call(f"CALL {db}.OPS.VALIDATE_DQ()")
 
 
-def test_wait_for_load_times_out_with_a_clear_error_and_keeps_the_watermark(faulty):
+def _s3(stack):
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+
+
+def _stuck(stack, source: str) -> list:
+    return stack.session.sql(
+        f"SELECT batch_id, error_message FROM {stack.database}.OPS.BATCH_LEDGER "
+        "WHERE source = ? AND status = 'STAGED' AND error_message IS NOT NULL",
+        params=[source],
+    ).collect()
+
+
+def _failed_checks(stack) -> set[tuple[str, str]]:
+    rows = stack.session.sql(
+        f"SELECT check_name, source FROM {stack.database}.ANALYTICS.VW_DQ_CHECKS WHERE NOT passed"
+    ).collect()
+    return {(r["CHECK_NAME"], r["SOURCE"]) for r in rows}
+
+
+def test_a_batch_that_does_not_load_in_time_is_noted_then_abandoned_and_read_again(faulty):
     db = faulty.database
     watermark = scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'")
     faulty.mock_apis.set_faults("api_b", error_rate=0.0, malformed_page_rate=0.0)
     faulty.mock_apis.clock.advance(3600)
-    summary = faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
-    assert '"status":"STAGED"' in summary
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=faulty.s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    )
-    bucket = faulty.project.env["bucket"]
+    assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
+    s3, bucket = _s3(faulty), faulty.project.env["bucket"]
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_b/")["Contents"]:
         s3.delete_object(Bucket=bucket, Key=obj["Key"])  # the staged part never reaches the pipe
     faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_b')")
-    with pytest.raises(LoadTimeout, match=r"within 1s: api_b batch .*: 1 part\(s\) not loaded"):
-        faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)")
+
+    summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)"))
+    [(stuck_id, message)] = summary["stuck"].items()
+    assert re.fullmatch(rf"api_b batch {stuck_id}: Snowpipe did not load 1 part\(s\) within 1s", message)
+    assert [tuple(r) for r in _stuck(faulty, "api_b")] == [(stuck_id, message)]
+    assert ("load_stuck", "api_b") in _failed_checks(faulty)  # the graph run fails loudly at VALIDATE_DQ
     assert scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'") == watermark
 
+    # The next run closes the stuck batch (its files removed) and reads the same window again.
+    retry = json.loads(faulty.call(f"CALL {db}.OPS.INGEST_API_B()"))
+    assert retry["status"] == "STAGED" and retry["batch_id"] != stuck_id
+    status = scalar(faulty, f"SELECT status FROM {db}.OPS.BATCH_LEDGER WHERE batch_id = ?", [stuck_id])
+    assert status == "ABANDONED"
+    assert not [o for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if stuck_id in o["Key"]]
+    faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_b')")
+    assert json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(60)"))["batch_ids"] == [retry["batch_id"]]
+    assert ("load_stuck", "api_b") not in _failed_checks(faulty)
 
-def test_wait_for_load_fails_fast_when_snowpipe_rejects_a_file(faulty):
+
+def test_a_file_snowpipe_refuses_is_noted_at_once(faulty):
     db = faulty.database
     faulty.mock_apis.set_faults("api_a", error_rate=0.0, malformed_page_rate=0.0, invalid_record_rate=0.0)
     faulty.mock_apis.clock.advance(3600)
     assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_A()")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=faulty.s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    )
-    bucket = faulty.project.env["bucket"]
+    s3, bucket = _s3(faulty), faulty.project.env["bucket"]
     batch_id = scalar(
         faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' AND status = 'STAGED'"
     )
@@ -137,9 +162,8 @@ def test_wait_for_load_fails_fast_when_snowpipe_rejects_a_file(faulty):
     s3.put_object(Bucket=bucket, Key=keys[0], Body=gzip.compress(b"{not json\n"))
     started = time.monotonic()
     faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_a')")
-    expected = rf"api_a batch {batch_id}: Snowpipe failed to load {keys[0]}: .*invalid JSON"
-    with pytest.raises(LoadFailed, match=expected):
-        faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(120)")
+    summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(120)"))
     assert time.monotonic() - started < 20
-    status = scalar(faulty, f"SELECT status FROM {db}.OPS.BATCH_LEDGER WHERE batch_id = ?", [batch_id])
-    assert status == "STAGED"
+    expected = rf"api_a batch {batch_id}: Snowpipe failed to load {keys[0]}: .*invalid JSON.*"
+    assert re.fullmatch(expected, summary["stuck"][batch_id])
+    assert [r["BATCH_ID"] for r in _stuck(faulty, "api_a")] == [batch_id]
