@@ -16,10 +16,11 @@ from typing import Annotated, Any
 import click
 import typer
 
-from .console import console, fail, print_graph, print_json, print_rows, rows_as_dicts
+from .console import console, fail, print_graph, print_json, print_rows, print_sources, rows_as_dicts
 from .history import GraphRunStatus, graph_run_status, latest_run_rows
 from .local.tasks import project_task_graph
 from .project import PROJECT_ROOT, Project
+from .source_progress import SourceProgress, source_progress, source_progress_query
 
 app = typer.Typer(
     add_completion=False,
@@ -228,19 +229,23 @@ def status(
     ),
     assignments: SetOption = None,
 ) -> None:
-    """The latest graph run as the graph's tree: state, duration, return value and error per task."""
+    """The latest graph run as the graph's tree (state, duration, return value and error per task), and
+    where each source stands: current, or catching up a backlog (how far it got, how much is left)."""
     if connection:
-        result = _snowflake_status(connection, env, assignments)
+        result, sources = _snowflake_status(connection, env, assignments)
     else:
         project = Project.load()
         graph = project_task_graph(project)
+        database = project.env["database"].upper()
         with _warehouse_session() as session:
-            rows = latest_run_rows(session, f"{project.env['database'].upper()}.OPS.TASK_HISTORY")
+            rows = latest_run_rows(session, f"{database}.OPS.TASK_HISTORY")
+            sources = source_progress(session.sql(source_progress_query(database)).collect())
         result = graph_run_status(rows, graph)
     if fmt == "json":
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "sources": [s.to_dict() for s in sources]})
     else:
         print_graph(result)
+        print_sources(sources)
 
 
 @app.command()
@@ -289,11 +294,16 @@ def _load_project(env: str, assignments: list[str] | None) -> Project:
     return load_project(env, parse_assignments(assignments or []))
 
 
-def _snowflake_status(connection: str, env: str, assignments: list[str] | None = None) -> GraphRunStatus:
-    from .deploy import remote_latest_run_rows
+def _snowflake_status(
+    connection: str, env: str, assignments: list[str] | None = None
+) -> tuple[GraphRunStatus, list[SourceProgress]]:
+    from .deploy import SnowRow, remote_latest_run_rows, snow_query
 
     project = _load_project(env, assignments)
-    return graph_run_status(remote_latest_run_rows(project, connection), project_task_graph(project))
+    graph = graph_run_status(remote_latest_run_rows(project, connection), project_task_graph(project))
+    query = source_progress_query(project.env["database"].upper())
+    rows = [SnowRow(row) for row in snow_query(connection, query, cwd=project.root)]
+    return graph, source_progress(rows)
 
 
 @app.command()

@@ -80,5 +80,18 @@ def print_graph(status: GraphRunStatus) -> None:
     console.print(tree)
 
 
+def print_sources(sources: list[Any]) -> None:
+    """One line per source: current, catching up (how far, how much left), stuck or failed."""
+    if not sources:
+        return
+    table = Table(title="sources", show_lines=False)
+    for column in ("source", "state", "watermark", "detail"):
+        table.add_column(column)
+    for item in sources:
+        style = {"current": "green", "catching up": "yellow"}.get(item.state, "red")
+        table.add_row(item.source, f"[{style}]{item.state}[/{style}]", item.watermark or "", item.detail)
+    console.print(table)
+
+
 def fail(message: str) -> None:
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)

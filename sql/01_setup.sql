@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.WATERMARKS (
     UPDATED_AT TIMESTAMP_NTZ
 );
 
--- One row per ingest batch: window, counts, parts, status (STARTED, STAGED, LOADED, MERGED or FAILED).
+-- One row per ingest batch: window, counts, parts, status (STARTED, STAGED, LOADED, MERGED, FAILED or
+-- ABANDONED: never loaded, its files removed, its window read again).
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
     BATCH_ID STRING NOT NULL,
     SOURCE STRING NOT NULL,
@@ -83,8 +84,17 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
     STAGED_AT TIMESTAMP_NTZ,
     LOADED_AT TIMESTAMP_NTZ,
     MERGED_AT TIMESTAMP_NTZ,
-    ERROR_MESSAGE STRING
+    ERROR_MESSAGE STRING,
+    COMPLETE BOOLEAN,
+    REMAINING NUMBER
 );
+
+-- Ledgers created by an earlier release: whether a batch read its source to the end (FALSE: it stopped at
+-- its run budget and the next run goes on from its MAX_UPDATED_AT), and how many records the API still
+-- declared then (NULL where the API gives no total).
+ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS COMPLETE BOOLEAN;
+
+ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS REMAINING NUMBER;
 
 -- One row per metric per run, written by PUBLISH_METRICS.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_METRICS (

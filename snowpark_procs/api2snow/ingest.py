@@ -20,6 +20,7 @@ import requests
 from botocore.config import Config
 
 from . import ledger, recovery
+from .budget import RunBudget
 from .http.client import ApiClient
 from .http.prefetch import prefetched
 from .http.progress import ProgressGuard
@@ -173,6 +174,9 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         "requests": stats.get("requests", 0),
         "retries": stats.get("retries", 0),
         "throttled_429": stats.get("throttled_429", 0),
+        "complete": stats["complete"],
+        "stopped_by": stats["stopped_by"],
+        "remaining": stats["remaining"],
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -208,12 +212,12 @@ def _extract(
     )
     http = requests.Session()
     client = api_client(source, platform, settings, http, earlier_requests)
+    budget = _budget(source, settings)
     with http, client, writer:
         guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"))
-        pages = client.pages(
-            source.first_request(since), source.paginator(settings), source.parse_page, guard
-        )
-        for page in prefetched(pages):
+        paginator = source.paginator(settings)
+        pages = client.pages(source.first_request(since), paginator, source.parse_page, guard)
+        for page in prefetched(budget.limit(pages) if budget is not None else pages):
             staged = processor.process_page(page)
             for raw, reason in staged.rejected:
                 writer.reject(raw, reason)
@@ -223,8 +227,19 @@ def _extract(
         manifest = writer.close()
         now = time.time()  # the next run seeds its limiter with these (wall clock: it is another process)
         sent = [round(now - age, 3) for age in client.rate_limiter.recent_sends()]
-        stats = {**client.stats, "recent_request_times": sent}
+        # Stopped by the budget with pages left: the rest is the next run's. (The page after the last one
+        # was never requested, so the paginator's state is that of the last page.)
+        stopped = budget.stopped_by if budget is not None and paginator.has_next else None
+        progress = {"complete": stopped is None, "stopped_by": stopped, "remaining": paginator.remaining}
+        stats = {**client.stats, "recent_request_times": sent, **progress}
     return processor.counts, max_updated, asdict(manifest), stats
+
+
+def _budget(source: Source, settings: Settings) -> RunBudget | None:
+    """The run's budget; None for a source read in full each run, which cannot stop half way."""
+    if not source.incremental:
+        return None
+    return RunBudget(settings.get_int("ingest_budget_seconds"), settings.get_int("ingest_max_pages"))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -134,7 +134,7 @@ def finish_staging(
         f"""UPDATE {settings.table("OPS.BATCH_LEDGER")} SET
             status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
             max_updated_at = CAST(? AS TIMESTAMP_NTZ), manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
-            staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+            complete = ?, remaining = ?, staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
         WHERE batch_id = ?""",
         params=[
             counts["fetched"],
@@ -145,6 +145,8 @@ def finish_staging(
             max_updated_at,
             json.dumps(manifest),
             json.dumps(http_stats),
+            bool(http_stats.get("complete", True)),
+            http_stats.get("remaining"),
             batch_id,
         ],
     ).collect()

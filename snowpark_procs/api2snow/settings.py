@@ -246,6 +246,24 @@ _DECLARED = (
         minimum=1,
         maximum=100,
     ),
+    # Below the ingest tasks' 30-minute USER_TASK_TIMEOUT_MS (sql/06), with room for one page's retries
+    # and for staging: a run that stops at its budget stages what it read; the next run goes on from there.
+    Setting(
+        "ingest_budget_seconds",
+        "int",
+        "how long one ingest run fetches before it stages what it has and leaves the rest to the next run",
+        default=1200,
+        minimum=5,
+        maximum=1500,
+    ),
+    Setting(
+        "ingest_max_pages",
+        "int",
+        "pages one ingest run fetches at most (0: no cap, only the time budget)",
+        default=0,
+        minimum=0,
+        maximum=10_000_000,
+    ),
 )
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _DECLARED}
 

@@ -491,7 +491,10 @@ if n == int(os.environ.get("FAKE_SNOW_FAIL_ON", "0")):
                      "Schema 'DB.OPS' does not exist or not authorized. "
                      + os.environ.get("FAKE_SNOW_ECHO", "") + " \u2502\\n\u2570\u2500\u2500\u256f\\n")
     sys.exit(1)
-if os.environ.get("FAKE_SNOW_JSON"):
+per_call = Path(os.environ["FAKE_SNOW_DIR"]) / f"rows.{{n}}.json"
+if per_call.exists():
+    sys.stdout.write(per_call.read_text())
+elif os.environ.get("FAKE_SNOW_JSON"):
     sys.stdout.write(Path(os.environ["FAKE_SNOW_JSON"]).read_text())
 else:
     sys.stdout.write("+------+\\n| status |\\n| ok |\\n+------+\\n")
@@ -631,9 +634,26 @@ def test_status_reads_the_latest_graph_run_from_task_history(project, monkeypatc
         for name in ("ROOT", "INGEST_API_A", "FINALIZE")
     ]
     fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0, json_rows=rows)
+    progress = {
+        "SOURCE": "api_b",
+        "WATERMARK": "2026-11-20T10:00:00",
+        "BATCH_ID": "b-1",
+        "STATUS": "MERGED",
+        "COMPLETE": False,
+        "REMAINING": 4200,
+        "FETCHED": 5000,
+        "MAX_UPDATED_AT": "2026-11-20T10:00:00",
+        "ERROR_MESSAGE": None,
+    }
+    (tmp_path / "rows.2.json").write_text(json.dumps([progress]))  # the second query: source progress
     result = CliRunner().invoke(app, ["status", "--connection", "any", "--env", "dev", "--format", "json"])
     assert result.exit_code == 0, result.output
     status = json.loads(result.output)
+    [source] = status["sources"]
+    assert (source["source"], source["state"], source["remaining"]) == ("api_b", "catching up", 4200)
+    assert source["detail"] == "read up to 2026-11-20T10:00:00; 4200 records to go"
+    progress_query = _log(fake)[1]["argv"][-1]
+    assert "FROM VIDEO_ANALYTICS_DEV.OPS.BATCH_LEDGER AS batches" in progress_query
     assert status["run_id"] == "run-1" and status["state"] == "EXECUTING"  # some tasks have no row yet
     by_name = {t["name"]: t for t in status["tasks"]}
     assert by_name["INGEST_API_A"]["duration_s"] == 2.5 and by_name["INGEST_API_B"]["state"] == "NOT_RUN"

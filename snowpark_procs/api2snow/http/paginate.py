@@ -69,6 +69,11 @@ class BasePaginator:
     def has_next(self) -> bool:
         return self._has_next
 
+    @property
+    def remaining(self) -> int | None:
+        """Records the API says are still to come, where it says so (a total); None when unknown."""
+        return None
+
     def init_request(self, req: PageRequest) -> None:
         self._has_next = True
 
@@ -220,6 +225,10 @@ class OffsetPaginator(BasePaginator):
 
     def __repr__(self) -> str:
         return f"OffsetPaginator(offset={self.offset}, limit={self.limit}, total={self.total})"
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.total is None else max(0, self.total - self.offset)
 
     def init_request(self, req: PageRequest) -> None:
         super().init_request(req)
