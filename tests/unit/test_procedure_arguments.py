@@ -132,3 +132,12 @@ def test_an_argument_that_does_not_cast_fails_naming_it(dispatcher):
         ProcedureCallError, match=r"^WAIT_FOR_LOAD: argument timeout_seconds is INT, and 'abc' "
     ):
         _bound(dispatcher, "CALL OPS.WAIT_FOR_LOAD('abc')")
+
+
+def test_a_started_batch_counts_as_dead_only_after_its_task_could_no_longer_run():
+    """recovery.DEAD_AFTER_SECONDS is the ingest tasks' timeout: no live ingest is ever taken for dead."""
+    from api2snow.recovery import DEAD_AFTER_SECONDS
+
+    statements = Project.load().statements(PROJECT_ROOT / "sql" / "06_tasks.sql")
+    timeouts = {_task_timeout_ms(statements, f"INGEST_API_{x}") // 1000 for x in "ABC"}
+    assert timeouts == {DEAD_AFTER_SECONDS}
