@@ -4,14 +4,24 @@ fakesnow cannot parse CREATE PIPE or COPY with METADATA$ columns, so the local s
 COPY statement itself: the target table and columns, the stage path, the PATTERN and the SELECT list.
 On REFRESH it lists the stage path under the prefix, skips files in its load history (as Snowpipe does),
 and runs the pipe's own SELECT list over the file's rows, with $1 and METADATA$ columns bound to them.
+
+A file's rows and its load-history row commit together, as Snowpipe's do: a kill or an error between the
+two leaves neither, and the next REFRESH loads the file once. The transaction runs on a connection of the
+loader's own (Snowpipe is not the user's session either): fakesnow gives each login one DuckDB
+connection, and the stack's one Session is shared by the graph's parallel tasks, so a BEGIN there would
+take their statements into this transaction (rolled back with it) and make their own BEGIN fail.
+Rows that reached RAW without a history row (a crash under an older loader, which wrote them apart) are
+recorded as loaded, by file name, at a pipe's first refresh, so they are not loaded twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -51,6 +61,15 @@ class PipeError(RuntimeError):
     """A pipe statement the local loader cannot interpret, or a failed local load."""
 
 
+class FileLoadError(PipeError):
+    """The file itself does not load (unreadable, invalid JSON, refused by the pipe's SELECT): recorded
+    as `Load failed` like Snowpipe records it, and not retried. Other errors fail the REFRESH instead."""
+
+    @classmethod
+    def of(cls, exc: Exception) -> FileLoadError:
+        return exc if isinstance(exc, FileLoadError) else cls(f"{type(exc).__name__}: {exc}"[:1000])
+
+
 @dataclass(frozen=True)
 class PipeDefinition:
     name: str
@@ -77,6 +96,20 @@ class PipeDefinition:
             pattern=pattern.group(1).replace("''", "'") if pattern else None,
         )
 
+    @property
+    def file_name_column(self) -> str | None:
+        """The target column that receives METADATA$FILENAME, by which a file's rows are found."""
+        for column, item in zip(self.columns, _select_items(self.select_sql), strict=False):
+            if re.fullmatch(r"(?i)metadata\$filename", item):
+                return column
+        return None
+
+    def covers(self, file_name: str) -> bool:
+        """Whether a stage-relative file name is one this pipe loads (its path and PATTERN)."""
+        return file_name.startswith(self.path) and (
+            not self.pattern or re.fullmatch(self.pattern, file_name) is not None
+        )
+
     def select_over_landing(self) -> str:
         """The pipe's SELECT list with $1 and METADATA$ columns bound to the landing rows."""
         select = self.select_sql
@@ -85,20 +118,42 @@ class PipeDefinition:
         return select
 
 
+def _select_items(select_sql: str) -> list[str]:
+    """The SELECT list split at its top-level commas (not inside parentheses or quotes)."""
+    items: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for at, char in enumerate(select_sql):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and char == ",":
+            items.append(select_sql[start:at].strip())
+            start = at + 1
+    return [*items, select_sql[start:].strip()]
+
+
 def is_pipe_statement(statement: str) -> bool:
     return bool(re.match(r"^\s*CREATE\s+(OR\s+REPLACE\s+)?PIPE\b", statement, re.IGNORECASE))
 
 
 class LocalPipeLoader:
-    """Pipes by name, and REFRESH that loads new files from the local S3 through the warehouse session."""
+    """Pipes by name, and REFRESH that loads new files from the local S3 into the warehouse.
 
-    def __init__(self, session: Any, s3: Any, database: str) -> None:
+    `connection_parameters` open the loader's own connection (its loads are transactions); the shared
+    `session` serves the rest: DDL, stage lookups and the load-error reads of WAIT_FOR_LOAD.
+    """
+
+    def __init__(self, session: Any, s3: Any, database: str, connection_parameters: dict[str, Any]) -> None:
         self.session = session
         self.s3 = s3
         self.database = database
         self.pipes: dict[str, PipeDefinition] = {}
         self._stages: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
+        self._connection_parameters = connection_parameters
+        self._connection: Any = None
+        self._checked_pipes: set[str] = set()
 
     def register(self, statement: str) -> PipeDefinition:
         """CREATE PIPE IF NOT EXISTS semantics: an existing pipe keeps its definition and history."""
@@ -115,6 +170,13 @@ class LocalPipeLoader:
             "ADD COLUMN IF NOT EXISTS FIRST_ERROR_MESSAGE STRING"
         ).collect()
         self.session.sql(LANDING_DDL.format(database=self.database)).collect()
+
+    def close(self) -> None:
+        """Log the loader's connection out; call before the warehouse stops."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def load_errors(self, table: str, file_names: list[str]) -> dict[str, str]:
         """Files among `file_names` whose load into `table` failed, with the error (like COPY_HISTORY)."""
@@ -138,12 +200,59 @@ class LocalPipeLoader:
                 return url.netloc, url.path.lstrip("/")
         raise PipeError(f"stage {stage} does not exist")
 
+    # ---- the loader's own connection --------------------------------------------------------------
+    def _run(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        if self._connection is None:
+            import snowflake.connector
+
+            self._connection = snowflake.connector.connect(**self._connection_parameters, paramstyle="qmark")
+        with contextlib.closing(self._connection.cursor()) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT; ROLLBACK on any error. A connection whose transaction state is unknown (its
+        ROLLBACK or COMMIT failed) is closed, so the next load starts on a fresh one."""
+        self._run("BEGIN")
+        try:
+            yield
+        except BaseException:
+            try:
+                self._run("ROLLBACK")
+            except Exception:
+                self.close()
+            raise
+        try:
+            self._run("COMMIT")
+        except Exception:
+            self.close()
+            raise
+
+    # ---- REFRESH ----------------------------------------------------------------------------------
     def _loaded_files(self, pipe: PipeDefinition) -> set[str]:
-        rows = self.session.sql(
+        rows = self._run(
             f"SELECT file_name FROM {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY WHERE pipe_name = ?",
-            params=[pipe.name],
-        ).collect()
-        return {row["FILE_NAME"] for row in rows}
+            [pipe.name],
+        )
+        return {row[0] for row in rows}
+
+    def _record_unrecorded_loads(self, pipe: PipeDefinition) -> None:
+        """Files whose rows are in the pipe's table without a history row count as loaded: record them.
+        Only a loader from before loads were transactions leaves that, so once per pipe is enough."""
+        column = pipe.file_name_column
+        if pipe.name in self._checked_pipes or column is None:
+            return
+        rows = self._run(
+            f"SELECT {column}, COUNT(*) FROM {pipe.table} WHERE {column} IS NOT NULL AND {column} NOT IN "
+            f"(SELECT file_name FROM {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY WHERE pipe_name = ?) "
+            f"GROUP BY {column}",
+            [pipe.name],
+        )
+        for file_name, count in rows:
+            if pipe.covers(file_name):
+                self._record(pipe, file_name, int(count), "Loaded", None)
+        self._checked_pipes.add(pipe.name)
 
     def refresh(self, pipe_name: str, prefix: str = "") -> dict[str, Any]:
         """ALTER PIPE ... REFRESH PREFIX = prefix: load every matching file not loaded before."""
@@ -153,17 +262,18 @@ class LocalPipeLoader:
         with self._lock:  # one refresh at a time per loader, as Snowpipe serialises a pipe's loads
             bucket, stage_root = self._stages[pipe.stage]
             base = stage_root + pipe.path
+            self._record_unrecorded_loads(pipe)
             done = self._loaded_files(pipe)
             loaded: list[dict[str, Any]] = []
             failed: list[str] = []
             for key in self._list(bucket, base + prefix):
                 file_name = key[len(stage_root) :]  # METADATA$FILENAME is relative to the stage
-                if file_name in done or (pipe.pattern and not re.fullmatch(pipe.pattern, file_name)):
+                if file_name in done or not pipe.covers(file_name):
                     continue
                 try:
                     rows = self._load_file(pipe, bucket, key, file_name)
-                except Exception as exc:  # like Snowpipe: the file is marked failed, the refresh goes on
-                    self._record(pipe, file_name, 0, "Load failed", f"{type(exc).__name__}: {exc}"[:1000])
+                except FileLoadError as exc:  # like Snowpipe: the file is marked failed, the refresh goes on
+                    self._record(pipe, file_name, 0, "Load failed", str(exc))
                     failed.append(file_name)
                     continue
                 loaded.append({"file": file_name, "rows": rows})
@@ -182,37 +292,53 @@ class LocalPipeLoader:
         return sorted(keys)
 
     def _load_file(self, pipe: PipeDefinition, bucket: str, key: str, file_name: str) -> int:
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        text = gzip.decompress(body).decode("utf-8") if key.endswith(".gz") else body.decode("utf-8")
+        """The file's rows into the pipe's table and its history row, in one transaction."""
+        lines = self._read_lines(bucket, key, file_name)
+        with self._transaction():
+            try:
+                self._insert_rows(pipe, lines, file_name)
+            except Exception as exc:
+                raise FileLoadError.of(exc) from exc
+            self._record(pipe, file_name, len(lines), "Loaded", None)
+        return len(lines)
+
+    def _read_lines(self, bucket: str, key: str, file_name: str) -> list[str]:
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            text = gzip.decompress(body).decode("utf-8") if key.endswith(".gz") else body.decode("utf-8")
+        except Exception as exc:
+            raise FileLoadError.of(exc) from exc
         lines = [line for line in text.splitlines() if line.strip()]
         for number, line in enumerate(lines, start=1):  # checked here: fakesnow answers a bad line with HTTP
             try:  # 500, which the connector retries for about 40 s before giving up
                 json.loads(line)
             except ValueError as exc:
-                raise PipeError(f"{file_name} line {number}: invalid JSON: {exc}") from None
+                raise FileLoadError.of(PipeError(f"{file_name} line {number}: invalid JSON: {exc}")) from None
+        return lines
+
+    def _insert_rows(self, pipe: PipeDefinition, lines: list[str], file_name: str) -> None:
+        """Land the lines, then one INSERT ... SELECT of the pipe's SELECT list over them."""
         landing = f"{self.database}.OPS.LOCAL_PIPE_LANDING"
-        self.session.sql(f"DELETE FROM {landing}").collect()
+        self._run(f"DELETE FROM {landing}")
         for start in range(0, len(lines), INSERT_CHUNK_ROWS):
             chunk = lines[start : start + INSERT_CHUNK_ROWS]
             params: list[Any] = []
             for offset, line in enumerate(chunk, start=start + 1):
                 params += [line, file_name, offset]
             values = ", ".join("(?, ?, ?)" for _ in chunk)
-            self.session.sql(f"INSERT INTO {landing} VALUES {values}", params=params).collect()
-        self.session.sql(
+            self._run(f"INSERT INTO {landing} VALUES {values}", params)
+        self._run(
             f"INSERT INTO {pipe.table} ({', '.join(pipe.columns)}) SELECT {pipe.select_over_landing()} FROM ("
             "SELECT PARSE_JSON(line) AS payload, file_name, file_row_number, "
             f"CURRENT_TIMESTAMP() AS start_scan_time FROM {landing}) AS landing"
-        ).collect()
-        self._record(pipe, file_name, len(lines), "Loaded", None)
-        return len(lines)
+        )
 
     def _record(
         self, pipe: PipeDefinition, file_name: str, rows: int, status: str, error: str | None
     ) -> None:
-        self.session.sql(
+        self._run(
             f"INSERT INTO {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
             "(pipe_name, file_name, row_count, status, first_error_message, last_load_time) "
             "SELECT ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
-            params=[pipe.name, file_name, rows, status, error],
-        ).collect()
+            [pipe.name, file_name, rows, status, error],
+        )

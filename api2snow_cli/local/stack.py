@@ -124,7 +124,9 @@ class LocalStack:
         database = self.project.env["database"].upper()
         self.warehouse = LocalWarehouse(home / "warehouse", database).start()
         session = self.warehouse.session
-        self.loader = LocalPipeLoader(session, self.s3.client(), database)
+        self.loader = LocalPipeLoader(
+            session, self.s3.client(), database, self.warehouse.connection_parameters()
+        )
         access = external_access_statements(self.project, self._secret_values())
         procedures = self.project.procedures()
         egress.install()
@@ -138,11 +140,11 @@ class LocalStack:
 
     def stop(self) -> None:
         platform_seam.set_platform(None)
+        if self.loader is not None:
+            self.loader.close()
         if self.warehouse is not None:
             self.warehouse.stop()
-        if self.project is not None and self.s3.endpoint_url:
-            self.s3.save(self.project.env["bucket"], self.options.home / "s3")
-        self.s3.stop()
+        self.s3.stop()  # nothing to save: every object change is on disk before S3 answers it
         if self.mock_apis is not None:
             self.mock_apis.stop()
 

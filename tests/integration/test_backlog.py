@@ -27,7 +27,7 @@ def test_a_backlog_five_times_the_budget_is_current_after_about_five_runs(stack)
     db = stack.database
     dataset, now = stack.mock_apis.dataset, stack.mock_apis.clock.now()
     truth = {source: expected_ids(stack, source, dataset.truth(source, now)) for source in EVENT_SOURCES}
-    cap = max(1, math.ceil(len(truth["api_b"]) / PAGE) // 5)  # API B's backlog: about five runs' worth of pages
+    cap = max(1, math.ceil(len(truth["api_b"]) / PAGE) // 5)  # API B: about five runs of pages
     stack.session.sql(
         f"INSERT INTO {db}.OPS.PIPELINE_CONFIG (config_key, config_value) VALUES ('ingest_max_pages', ?)",
         params=[str(cap)],
