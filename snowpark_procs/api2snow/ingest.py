@@ -134,7 +134,12 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         return {**summary, "status": existing, "skipped": "window already staged"}
     blocker = recovery.close_dead_batches(session, settings, source, batch_id, s3)
     if blocker is not None:
-        log.info("%s waits for its batch %s (%s) before fetching more", source.name, *blocker)
+        log.info(
+            "%s waits for its batch %s (%s) before fetching more",
+            source.name,
+            blocker.batch_id,
+            blocker.status,
+        )
         return {**summary, "status": "WAITING", "skipped": f"batch {blocker.batch_id} is {blocker.status}"}
     if existing is not None:  # re-opening the window of a dead attempt: no part of it may linger
         delete_batch_objects(

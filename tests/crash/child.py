@@ -45,6 +45,8 @@ CLEAN_KEYS = {
 }
 ANALYTICS = ("ANALYTICS.ANL_DAILY_SUMMARY", "ANALYTICS.VW_DAILY_EVENT_COUNTS", "ANALYTICS.VW_TOP_CATEGORIES")
 RUN_COLUMNS = {"BATCH_ID", "MERGED_AT", "REFRESHED_AT"}  # say when or by which batch, not what
+LEDGER_TIMES = ("STARTED_AT", "STAGED_AT", "LOADED_AT", "MERGED_AT")  # stamped by the warehouse clock
+CLOCK_FILE = "crash_sweep_clock.json"  # the mock time of the last run in a home (the harness's own file)
 RAW_TABLES = ("RAW.API_A_EVENTS", "RAW.API_B_EVENTS", "RAW.API_C_CAMERAS", "RAW.REJECTED_RECORDS")
 
 
@@ -115,7 +117,7 @@ KILL_POINTS: dict[str, KillPoint] = {
         "api2snow_cli.local.pipes:LocalPipeLoader._record",
         "before",
         lambda args: args["pipe"].name.endswith("API_A_EVENTS_PIPE") and args["status"] == "Loaded",
-        "a file's rows in RAW, its load history not yet written",
+        "a file's rows inserted, its load history row not yet written",
     ),
     "loaded_before_watermark": KillPoint(
         "api2snow.ledger:advance_watermark",
@@ -262,11 +264,32 @@ def start_stack(home: Path, anchor: datetime, clock: datetime) -> Any:
     return LocalStack(StackOptions(home=home, mock=mock)).start()
 
 
+def let_time_pass(stack: Any, home: Path, moment: datetime) -> None:
+    """Age the ledger by the mock time since the previous run in this home, then remember `moment`.
+
+    The warehouse's clock (CURRENT_TIMESTAMP, which stamps STARTED_AT and against which the age of a batch
+    is measured) is real time: it does not jump an hour with the mock clock. Shifting the ledger's own
+    timestamps back makes a batch left by a killed run as old as it would be at the next hourly run.
+    """
+    state = home / CLOCK_FILE
+    if state.exists():
+        previous = datetime.fromisoformat(json.loads(state.read_text())["mock_now"])
+        seconds = int((moment - previous).total_seconds())
+        if seconds > 0:
+            shifts = ", ".join(f"{c} = DATEADD('second', -{seconds}, {c})" for c in LEDGER_TIMES)
+            stack.session.sql(f"UPDATE {stack.database}.OPS.BATCH_LEDGER SET {shifts}").collect()
+    scratch = state.with_suffix(".tmp")
+    scratch.write_text(json.dumps({"mock_now": moment.isoformat()}))
+    os.replace(scratch, state)
+
+
 def run_at(stack: Any, moment: datetime) -> list[str]:
-    """One graph run with the mock clock at `moment`; the tasks that did not succeed, with their errors."""
+    """One graph run with the mock clock at `moment`; what went wrong, the failed tasks first."""
     stack.mock_apis.clock.set(moment)
     _, runs = stack.run_graph()
-    return [f"{r.name}: {r.state}: {r.error}" for r in runs if r.state != "SUCCEEDED"]
+    failed = [f"{r.name}: {r.error}" for r in runs if r.state == "FAILED"]
+    other = [r.name.rsplit(".", 1)[-1] for r in runs if r.state not in ("FAILED", "SUCCEEDED")]
+    return failed + ([f"not run: {', '.join(other)}"] if other else [])
 
 
 # ---- the snapshot the parent compares ----------------------------------------------------------------
@@ -333,7 +356,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--kill-at", choices=sorted(KILL_POINTS))
     parser.add_argument("--nth", type=int, default=1)
-    parser.add_argument("--dump", type=Path, help="write the snapshot here (JSON) after the last run")
+    parser.add_argument("--dump", type=Path, help="write a snapshot after each run here (a JSON list)")
     return parser.parse_args(argv)
 
 
@@ -349,12 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     try:
         follow_mock_clock(stack.mock_apis.clock.now)
+        snapshots = []
         for moment in args.clock:
+            let_time_pass(stack, args.home, moment)
             failed = [f"run at {moment.isoformat()}: {line}" for line in run_at(stack, moment)]
             if failed:
                 break
+            if args.dump:
+                snapshots.append(snapshot(stack))
         if args.dump:
-            args.dump.write_text(json.dumps(snapshot(stack), indent=1, sort_keys=True))
+            args.dump.write_text(json.dumps(snapshots, indent=1, sort_keys=True))
     finally:
         stack.stop()
     for line in failed:
