@@ -50,17 +50,16 @@ ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_C_NETWORK_RULE SET
 VALUE_LIST = ('<% api_c_host %>')
 COMMENT = 'api2snow: API C host';
 
--- Egress to the landing bucket for boto3: the bucket's regional and global virtual-hosted names (boto3 uses
--- the global one in us-east-1 and is redirected through it elsewhere), the regional path-style endpoint,
--- and regional STS.
+-- Egress to the landing bucket for boto3, and to nothing else on AWS: the bucket's own virtual-hosted names,
+-- regional and global (boto3 uses the global one in us-east-1). Not the regional path-style endpoint, which
+-- serves every bucket in the region, and not STS: the credentials come from the AWS_S3_SECRET, so nothing
+-- calls it. The procedures ask boto3 for virtual-hosted addressing.
 CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.S3_NETWORK_RULE
 MODE = EGRESS
 TYPE = HOST_PORT
 VALUE_LIST = (
     '<% ctx.env.bucket %>.s3.<% ctx.env.region %>.amazonaws.com',
-    '<% ctx.env.bucket %>.s3.amazonaws.com',
-    's3.<% ctx.env.region %>.amazonaws.com',
-    'sts.<% ctx.env.region %>.amazonaws.com'
+    '<% ctx.env.bucket %>.s3.amazonaws.com'
 )
 COMMENT = 'api2snow: landing bucket and STS hosts';
 
@@ -68,9 +67,7 @@ COMMENT = 'api2snow: landing bucket and STS hosts';
 ALTER NETWORK RULE <% ctx.env.database %>.OPS.S3_NETWORK_RULE SET
 VALUE_LIST = (
     '<% ctx.env.bucket %>.s3.<% ctx.env.region %>.amazonaws.com',
-    '<% ctx.env.bucket %>.s3.amazonaws.com',
-    's3.<% ctx.env.region %>.amazonaws.com',
-    'sts.<% ctx.env.region %>.amazonaws.com'
+    '<% ctx.env.bucket %>.s3.amazonaws.com'
 )
 COMMENT = 'api2snow: landing bucket and STS hosts';
 

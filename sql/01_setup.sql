@@ -4,6 +4,12 @@
 -- The pipeline's database.
 CREATE DATABASE IF NOT EXISTS <% ctx.env.database %>;
 
+-- Every procedure in the database logs at INFO and traces on events, so its log lines reach the account's
+-- event table (docs/DEPLOY.md, "Logs and traces", says how to point one and how to read a run's lines).
+ALTER DATABASE <% ctx.env.database %> SET LOG_LEVEL = INFO;
+
+ALTER DATABASE <% ctx.env.database %> SET TRACE_LEVEL = ON_EVENT;
+
 -- RAW: payloads exactly as Snowpipe loaded them, with file name, row number and batch id.
 CREATE SCHEMA IF NOT EXISTS <% ctx.env.database %>.RAW;
 

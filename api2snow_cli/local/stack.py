@@ -60,6 +60,7 @@ NOT_EMULATED = (
     "CREATE STORAGE INTEGRATION",
     "CREATE OR REPLACE STORAGE INTEGRATION",
     "USE ROLE",
+    "ALTER DATABASE",  # log and trace levels: the local stack logs to the console
     "ALTER TASK",
     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE",
 )

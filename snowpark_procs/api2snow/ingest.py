@@ -65,15 +65,20 @@ def next_batch_id(
 
 def s3_client(platform: Platform, settings: Settings) -> Any:
     creds = platform.aws_credentials(AWS_SECRET_KEY)
+    endpoint = settings.get("s3_endpoint_url") or None
     return boto3.client(
         "s3",
         region_name=settings.get("region"),
-        endpoint_url=settings.get("s3_endpoint_url") or None,
+        endpoint_url=endpoint,
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
         aws_session_token=creds.session_token,
         config=Config(
-            retries={"max_attempts": 5, "mode": "standard"}, request_checksum_calculation="when_required"
+            retries={"max_attempts": 5, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            # The bucket's own host, which the S3 network rule allows (a custom endpoint, as the local
+            # stack's, is addressed by path).
+            s3={"addressing_style": "path" if endpoint else "virtual"},
         ),
     )
 

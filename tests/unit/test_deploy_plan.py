@@ -411,7 +411,7 @@ def _rule_hosts(statements: list[str]) -> dict[str, set[str]]:
         },
     ],
 )
-def test_every_network_rule_host_is_a_configured_api_or_the_buckets_s3_sts_host(overrides):
+def test_every_network_rule_host_is_a_configured_api_or_the_buckets_own_s3_host(overrides):
     project = load_project("dev", {**FIXED_DEV, **overrides})
     plan = build_plan(project, "dev", "any", secrets_from_env=False)
     env = project.env
@@ -419,8 +419,6 @@ def test_every_network_rule_host_is_a_configured_api_or_the_buckets_s3_sts_host(
     aws = {
         f"{env['bucket']}.s3.{env['region']}.amazonaws.com",
         f"{env['bucket']}.s3.amazonaws.com",
-        f"s3.{env['region']}.amazonaws.com",
-        f"sts.{env['region']}.amazonaws.com",
     }
     statements = _statements(plan)
     rules = _rule_hosts(statements)

@@ -108,3 +108,16 @@ def _parent_try(tree: ast.AST, target: ast.AST) -> ast.AST | None:
         if isinstance(node, ast.Try) and any(child is target for child in ast.walk(node)):
             return node
     return None
+
+
+def test_the_runtime_packages_are_pinned_and_boto3_has_what_ingest_uses():
+    """requirements.txt is what Snowflake installs for the procedures: exact versions, boto3 new enough for
+    `request_checksum_calculation` (botocore 1.36)."""
+    lines = [
+        line.strip()
+        for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    pins = dict(line.split("==") for line in lines)
+    assert set(pins) == {"snowflake-snowpark-python", "requests", "boto3"}, lines
+    assert tuple(int(part) for part in pins["boto3"].split(".")[:2]) >= (1, 36)
