@@ -55,10 +55,10 @@ USING (
 WHEN MATCHED THEN
     UPDATE SET
         cfg.config_value = incoming.config_value,
-        cfg.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+        cfg.updated_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
 WHEN NOT MATCHED THEN
     INSERT (config_key, config_value, updated_at)
-    VALUES (incoming.config_key, incoming.config_value, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ);
+    VALUES (incoming.config_key, incoming.config_value, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ);
 
 -- Per source: the highest updated_at confirmed loaded; the next extract starts after it.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.WATERMARKS (
@@ -111,7 +111,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_METRICS (
     RECORDED_AT TIMESTAMP_NTZ
 );
 
--- One row per finished graph run, written by the finalizer.
+-- One row per graph run group (RUN_ID), merged by the finalizer after each attempt: the last one's verdict.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_RUNS (
     RUN_ID STRING NOT NULL,
     STATE STRING NOT NULL,

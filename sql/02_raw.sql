@@ -1,5 +1,8 @@
 -- RAW layer: the landing stage on S3, the RAW tables, and the pipes that load them.
 -- Pipes are created only if absent: recreating a pipe drops its load history and could reload files.
+-- LOADED_AT is the pipeline's one TIMESTAMP_LTZ column: Snowpipe's METADATA$START_SCAN_TIME, an absolute
+-- instant (a pipe's COPY cannot be changed in place, and an LTZ value cannot be misread). Whatever reads it
+-- converts it to naive UTC, CONVERT_TIMEZONE('UTC', loaded_at)::TIMESTAMP_NTZ, as VW_RAW_STATS does.
 
 -- Gzip JSON Lines as the ingest procedures write them.
 CREATE FILE FORMAT IF NOT EXISTS <% ctx.env.database %>.RAW.JSONL_GZ

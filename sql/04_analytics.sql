@@ -59,23 +59,26 @@ FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
 GROUP BY source, occurred_at::DATE, category;
 
 -- RAW as loaded, per event source: rows, distinct ids and the newest load (freshness and DQ read it).
+-- RAW's LOADED_AT is TIMESTAMP_LTZ (Snowpipe's METADATA$START_SCAN_TIME, an instant); it is read here as
+-- naive UTC, like every other timestamp of the pipeline.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS AS
 SELECT
     'api_a' AS source,
     COUNT(*) AS raw_rows,
     COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
-    MAX(loaded_at) AS last_loaded_at
+    CONVERT_TIMEZONE('UTC', MAX(loaded_at))::TIMESTAMP_NTZ AS last_loaded_at
 FROM <% ctx.env.database %>.RAW.API_A_EVENTS
 UNION ALL
 SELECT
     'api_b' AS source,
     COUNT(*) AS raw_rows,
     COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
-    MAX(loaded_at) AS last_loaded_at
+    CONVERT_TIMEZONE('UTC', MAX(loaded_at))::TIMESTAMP_NTZ AS last_loaded_at
 FROM <% ctx.env.database %>.RAW.API_B_EVENTS;
 
 -- How current each source is: newest event, newest update, newest RAW row, newest batch confirmed loaded
--- (an empty batch counts: it proves the pipeline ran), and their age in minutes.
+-- (an empty batch counts: it proves the pipeline ran), and their age in minutes. All naive UTC, measured
+-- against now in UTC, never against the session's time zone.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS AS
 WITH loads AS (
     SELECT
@@ -110,10 +113,14 @@ SELECT
     loads.last_loaded_at,
     batches.last_batch_loaded_at,
     COALESCE(events.clean_rows, 0) AS clean_rows,
-    DATEDIFF('minute', events.last_event_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS minutes_since_last_event,
-    DATEDIFF('minute', loads.last_loaded_at, CURRENT_TIMESTAMP()) AS minutes_since_last_load,
     DATEDIFF(
-        'minute', batches.last_batch_loaded_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+        'minute', events.last_event_at, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+    ) AS minutes_since_last_event,
+    DATEDIFF(
+        'minute', loads.last_loaded_at, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+    ) AS minutes_since_last_load,
+    DATEDIFF(
+        'minute', batches.last_batch_loaded_at, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
     ) AS minutes_since_last_batch
 FROM loads
 LEFT JOIN events
@@ -130,7 +137,7 @@ SELECT
     AVG(confidence) AS avg_confidence,
     RANK() OVER (ORDER BY COUNT(*) DESC) AS category_rank
 FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
-WHERE occurred_at >= DATEADD('day', -7, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)
+WHERE occurred_at >= DATEADD('day', -7, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)
 GROUP BY category;
 
 -- The daily summary as it should be now: per UTC day and source, volumes, reach and the top category.

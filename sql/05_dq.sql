@@ -15,7 +15,9 @@ WITH clean_stats AS (
         COUNT_IF(updated_at IS NULL) AS null_updated_at,
         COUNT_IF(category NOT IN ('person', 'vehicle', 'bicycle', 'animal', 'package')) AS bad_category,
         COUNT_IF(event_type NOT IN ('detection', 'motion', 'line_crossing', 'tamper')) AS bad_event_type,
-        COUNT_IF(occurred_at >= DATEADD('hour', -24, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)) AS rows_last_24h
+        COUNT_IF(
+            occurred_at >= DATEADD('hour', -24, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)
+        ) AS rows_last_24h
     FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
     GROUP BY source
 ),
@@ -205,7 +207,9 @@ SELECT
     'staged batches Snowpipe refused or did not load in time (OPS.BATCH_LEDGER.ERROR_MESSAGE says why)' AS details
 FROM open_batches;
 
--- Every check of every run, appended by RUN_DQ; the newest RUN_ID is what VALIDATE_DQ judges.
+-- Every check of every run, appended by RUN_DQ under the run id. VALIDATE_DQ in a graph run judges that
+-- run's own RUN_ID (the graph run group's id), so RUN_DQ called meanwhile by someone else changes nothing; a
+-- manual CALL of VALIDATE_DQ judges the run recorded last.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.DQ_CHECK_RESULTS (
     RUN_ID STRING NOT NULL,
     CHECK_NAME STRING NOT NULL,

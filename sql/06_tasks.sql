@@ -1,6 +1,8 @@
 -- The task graph, declared once: the local stack's runner reads these same statements.
 -- root (hourly) -> ingest per source (parallel) -> refresh_pipe per source -> wait_for_load -> clean
 --   -> analytics -> dq -> validate_dq -> publish_metrics; FINALIZE runs after every run, failed or not.
+-- TASK_AUTO_RETRY_ATTEMPTS: a failed run is retried as a new run in the same graph run group (same run id),
+-- from the tasks that failed; tasks that succeeded are not run again, the finalizer runs after each run.
 -- Serverless tasks (no WAREHOUSE). Deploy suspends the root first and resumes the graph after with
 -- SYSTEM$TASK_DEPENDENTS_ENABLE.
 
@@ -102,7 +104,7 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.DQ
 AS
     CALL <% ctx.env.database %>.OPS.RUN_DQ();
 
--- Fails the graph run when an error-severity check failed.
+-- Fails the graph run when an error-severity check of this run's DQ results failed.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.VALIDATE_DQ
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     COMMENT = 'api2snow: gate on error-severity data-quality failures'

@@ -317,7 +317,9 @@ class LocalPipeLoader:
         return lines
 
     def _insert_rows(self, pipe: PipeDefinition, lines: list[str], file_name: str) -> None:
-        """Land the lines, then one INSERT ... SELECT of the pipe's SELECT list over them."""
+        """Land the lines, then one INSERT ... SELECT of the pipe's SELECT list over them.
+
+        METADATA$START_SCAN_TIME is TIMESTAMP_LTZ in Snowflake, an instant: CURRENT_TIMESTAMP() here too."""
         landing = f"{self.database}.OPS.LOCAL_PIPE_LANDING"
         self._run(f"DELETE FROM {landing}")
         for start in range(0, len(lines), INSERT_CHUNK_ROWS):
@@ -339,6 +341,6 @@ class LocalPipeLoader:
         self._run(
             f"INSERT INTO {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
             "(pipe_name, file_name, row_count, status, first_error_message, last_load_time) "
-            "SELECT ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+            "SELECT ?, ?, ?, ?, ?, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ",
             [pipe.name, file_name, rows, status, error],
         )

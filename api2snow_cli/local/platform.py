@@ -2,9 +2,10 @@
 
 Secrets are the objects external_access/ creates, with the local stack's own values (local/secrets.py), found
 by the secret object names that snowflake.yml gives each procedure; a procedure reading a secret it did not
-declare, or reading one in a way its type does not allow, fails here just as it would in Snowflake. An OAUTH2
-secret's token is fetched once per procedure call and refreshed before it expires, as Snowflake does; a forced
-refresh (after the API answered 401) discards it and fetches a new one.
+declare, reading one in a way its type does not allow, or reading one from any thread but the one that
+started the CALL (Snowflake: "Secrets can only be accessed from the main thread"), fails here just as it
+would in Snowflake. An OAUTH2 secret's token is fetched once per procedure call and refreshed before it
+expires, as Snowflake does; a forced refresh (after the API answered 401) discards it and fetches a new one.
 Pipe refresh goes to the local pipe loader; task return values, the run id and the graph config come from
 the local task runner.
 """
@@ -12,10 +13,9 @@ the local task runner.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
-from api2snow.platform import AwsCredentials, PlatformError
+from api2snow.platform import LATEST_ATTEMPT, AwsCredentials, PlatformError, manual_run_id, task_runs
 
 from .egress import platform_side
 from .pipes import LocalPipeLoader
@@ -24,6 +24,7 @@ from .secrets import LocalSecrets
 from .tasks import RunContext
 
 _run_context = threading.local()
+MAIN_THREAD_ONLY = "Secrets can only be accessed from the main thread"  # Snowflake's own message
 
 
 def set_run_context(context: RunContext | None) -> None:
@@ -41,9 +42,12 @@ class LocalPlatform:
         self.database = database
 
     def _secret_object(self, key: str) -> tuple[CallContext, str]:
+        """The call and the secret object behind `key`, refusing what Snowflake refuses."""
         call = current_call()
         if call is None:
             raise PlatformError(f"secret {key!r} read outside a procedure call")
+        if threading.current_thread() is not call.main_thread:
+            raise PlatformError(MAIN_THREAD_ONLY)
         object_name = call.procedure.secrets.get(key)
         if object_name is None:
             raise PlatformError(
@@ -86,17 +90,17 @@ class LocalPlatform:
 
     def run_id(self, session: Any) -> str:
         context = run_context()
-        return context.run_id if context else f"manual-{uuid.uuid4()}"
+        return context.run_id if context else manual_run_id()
 
     def graph_config(self, session: Any) -> dict[str, Any]:
         context = run_context()
         return dict(context.config) if context else {}
 
     def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
+        context = run_context()
         rows = session.sql(
-            f"SELECT name, state, error_message FROM {self.database}.OPS.TASK_HISTORY "
-            "WHERE graph_run_group_id = ? QUALIFY ROW_NUMBER() OVER (PARTITION BY name "
-            "ORDER BY attempt_number DESC) = 1",
-            params=[run_id],
+            f"SELECT name, state, error_message, attempt_number FROM {self.database}.OPS.TASK_HISTORY "
+            f"WHERE graph_run_group_id = ? AND name <> ? {LATEST_ATTEMPT}",
+            params=[run_id, context.task if context else ""],
         ).collect()
-        return [{"NAME": r["NAME"], "STATE": r["STATE"], "ERROR_MESSAGE": r["ERROR_MESSAGE"]} for r in rows]
+        return task_runs(rows)

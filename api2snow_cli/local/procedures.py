@@ -11,6 +11,7 @@ import contextvars
 import importlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -31,13 +32,16 @@ class ProcedureCallError(RuntimeError):
 @dataclass
 class CallContext:
     """State of one procedure call (shared with threads started in its context): the procedure, whose
-    declared secrets it may read, the return value it set, its OAuth2 token sources, and where it may
-    connect (an egress.Allowance; None: unchecked)."""
+    declared secrets it may read, the return value it set, its OAuth2 token sources, where it may
+    connect (an egress.Allowance; None: unchecked), and the thread that started it: the handler's main
+    thread, the only one Snowflake lets read secrets."""
 
     procedure: Procedure
     return_value: str | None = None
     token_sources: dict[str, Any] = field(default_factory=dict)  # OAUTH2 secret -> its token source, per call
     egress: Any = None
+    # The dispatcher creates the context on the thread that runs the CALL, so that thread is recorded.
+    main_thread: threading.Thread = field(default_factory=threading.current_thread)
 
 
 # A context variable, not a thread-local: threads a handler starts in a copy of its context (page prefetch)

@@ -1,9 +1,12 @@
 """Local task graph: interprets the CREATE OR ALTER TASK statements of sql/ and runs one graph run.
 
 Like Snowflake: the root runs first; a task runs once all its predecessors succeeded, siblings in
-parallel; a failed task is retried up to the root's TASK_AUTO_RETRY_ATTEMPTS; tasks downstream of a
-failure do not run; the finalizer runs last, whatever happened. Every attempt is a row in a local
-TASK_HISTORY table with Snowflake's columns, so `api2snow status` reads the same shape in both places.
+parallel; tasks downstream of a failure do not run (CANCELLED); the finalizer runs last, whatever happened.
+Auto-retry is Snowflake's (TASK_AUTO_RETRY_ATTEMPTS = N on the root): a failed graph run is followed by
+up to N new runs in the same graph run group (same GRAPH_RUN_GROUP_ID, ATTEMPT_NUMBER + 1), each starting
+from the tasks that failed or were cancelled, never re-running a task that succeeded; the finalizer runs
+after each run. Every task run is a row in a local TASK_HISTORY table with Snowflake's columns, so
+`api2snow status` reads the same shape in both places.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ def _set_property(task: TaskDefinition, key: str, value: str) -> None:
 
 @dataclass
 class TaskRun:
+    """A task's run within one graph run; `attempt` is that graph run's ATTEMPT_NUMBER."""
+
     name: str
     state: str
     attempt: int
@@ -170,12 +175,29 @@ Execute = Callable[[TaskDefinition, "RunContext"], str | None]
 class RunContext:
     """What a running task can ask of its graph run (the local platform reads it)."""
 
-    run_id: str
+    run_id: str  # the graph run group's id, shared by its retries (CURRENT_TASK_GRAPH_RUN_GROUP_ID)
     config: dict[str, Any]
+    task: str = ""  # the running task's unqualified name, as TASK_HISTORY.NAME has it
+
+
+@dataclass(frozen=True)
+class GraphAttempt:
+    """One graph run of a run group; Snowflake tells them apart by GRAPH_RUN_GROUP_ID and ATTEMPT_NUMBER."""
+
+    group_id: str
+    number: int
+    scheduled: datetime
+    first_scheduled: datetime  # when the group's first run was scheduled: TASK_HISTORY.RUN_ID
+
+    @property
+    def run_id(self) -> int:
+        """Snowflake's RUN_ID: the original scheduled time in epoch milliseconds, the same for every retry."""
+        return int(self.first_scheduled.timestamp() * 1000)
 
 
 class TaskGraphRunner:
-    """Runs one graph run with `execute(task, context)` and records it in TASK_HISTORY."""
+    """Runs one graph run group (a run and its auto-retries) with `execute(task, context)`, recording
+    every task run in TASK_HISTORY."""
 
     def __init__(
         self,
@@ -195,79 +217,99 @@ class TaskGraphRunner:
         self._history_lock = threading.Lock()
 
     def run(self) -> tuple[str, list[TaskRun]]:
-        run_id = str(uuid.uuid4())
-        scheduled = datetime.now(UTC)
-        states: dict[str, TaskRun] = {}
+        """The first run, then a retry while a task did not succeed, at most TASK_AUTO_RETRY_ATTEMPTS times.
+
+        Returns the graph run group id and the latest run of every task (the finalizer's last one included).
+        """
+        group_id, first = str(uuid.uuid4()), datetime.now(UTC)
+        latest: dict[str, TaskRun] = {}
+        for number in range(1, self.graph.root.retry_attempts + 2):
+            attempt = GraphAttempt(group_id, number, datetime.now(UTC), first)
+            latest.update(self._run_attempt(attempt, self._succeeded(latest)))
+            if not self._unfinished(latest):
+                break
+        return group_id, list(latest.values())
+
+    def _succeeded(self, latest: dict[str, TaskRun]) -> set[str]:
+        """Tasks a retry does not run again: those that succeeded in an earlier run of the group."""
+        finalizer = self.graph.finalizer.name if self.graph.finalizer else None
+        return {name for name, run in latest.items() if run.state == "SUCCEEDED" and name != finalizer}
+
+    def _unfinished(self, latest: dict[str, TaskRun]) -> list[str]:
+        """Graph tasks (not the finalizer) whose latest run failed or was cancelled: where a retry starts."""
+        return [t.name for t in self.graph.order() if latest[t.name].state != "SUCCEEDED"]
+
+    def _run_attempt(self, attempt: GraphAttempt, done: set[str]) -> dict[str, TaskRun]:
+        """One graph run: each task not in `done` once its predecessors succeeded (in this run or, for those
+        in `done`, an earlier one), siblings in parallel; then the finalizer. Returns this run's task runs."""
+        runs: dict[str, TaskRun] = {}
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="task") as pool:
             running: dict[Future[TaskRun], str] = {}
-            pending = self.graph.order()
+            pending = [t for t in self.graph.order() if t.name not in done]
             while pending or running:
                 for task in list(pending):
-                    parents = [states.get(p) for p in task.after]
+                    parents = [runs.get(p) for p in task.after if p not in done]
                     if any(p is not None and p.state != "SUCCEEDED" for p in parents):
-                        states[task.name] = self._skip(task, run_id, scheduled, parents)
+                        runs[task.name] = self._skip(task, attempt, parents)
                         pending.remove(task)
                     elif all(p is not None for p in parents):
-                        running[pool.submit(self._run_task, task, run_id, scheduled)] = task.name
+                        running[pool.submit(self._run_task, task, attempt)] = task.name
                         pending.remove(task)
-                if not running:
-                    continue
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    states[running.pop(future)] = future.result()
+                if running:
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        runs[running.pop(future)] = future.result()
         if self.graph.finalizer is not None:
-            states[self.graph.finalizer.name] = self._run_task(self.graph.finalizer, run_id, scheduled)
-        return run_id, list(states.values())
+            runs[self.graph.finalizer.name] = self._run_task(self.graph.finalizer, attempt)
+        return runs
 
-    def _skip(self, task: TaskDefinition, run_id: str, scheduled: datetime, parents: list[Any]) -> TaskRun:
+    def _skip(self, task: TaskDefinition, attempt: GraphAttempt, parents: list[TaskRun | None]) -> TaskRun:
         failed = next(p for p in parents if p is not None and p.state != "SUCCEEDED")
-        run = TaskRun(task.name, "CANCELLED", 1, error=f"predecessor {failed.name} did not succeed")
-        self._record(task, run, run_id, scheduled)
+        error = f"predecessor {failed.name} did not succeed"
+        run = TaskRun(task.name, "CANCELLED", attempt.number, error=error)
+        self._record(task, run, attempt)
         return run
 
-    def _run_task(self, task: TaskDefinition, run_id: str, scheduled: datetime) -> TaskRun:
-        attempts = 1 + self.graph.root.retry_attempts
-        context = RunContext(run_id, self.graph.root.config)
-        run = TaskRun(task.name, "EXECUTING", 0)
-        for attempt in range(1, attempts + 1):
-            run = TaskRun(task.name, "EXECUTING", attempt, started=datetime.now(UTC))
-            self.on_event(run)
-            try:
-                run.return_value = self.execute(task, context)
-                run.state = "SUCCEEDED"
-            except Exception as exc:  # a task failure is data for TASK_HISTORY, not a crash of the runner
-                run.state, run.error = "FAILED", f"{type(exc).__name__}: {exc}"
-                log.debug("task %s attempt %d failed", task.name, attempt, exc_info=True)
-            run.completed = datetime.now(UTC)
-            self._record(task, run, run_id, scheduled)
-            self.on_event(run)
-            if run.state == "SUCCEEDED":
-                break
+    def _run_task(self, task: TaskDefinition, attempt: GraphAttempt) -> TaskRun:
+        """Run the task once; a failure is recorded, not raised: retrying is the graph's business."""
+        context = RunContext(attempt.group_id, self.graph.root.config, task.short_name)
+        run = TaskRun(task.name, "EXECUTING", attempt.number, started=datetime.now(UTC))
+        self.on_event(run)
+        try:
+            run.return_value = self.execute(task, context)
+            run.state = "SUCCEEDED"
+        except Exception as exc:  # a task failure is data for TASK_HISTORY, not a crash of the runner
+            run.state, run.error = "FAILED", f"{type(exc).__name__}: {exc}"
+            log.debug("task %s failed in run %d", task.name, attempt.number, exc_info=True)
+        run.completed = datetime.now(UTC)
+        self._record(task, run, attempt)
+        self.on_event(run)
         return run
 
-    def _record(self, task: TaskDefinition, run: TaskRun, run_id: str, scheduled: datetime) -> None:
+    def _record(self, task: TaskDefinition, run: TaskRun, attempt: GraphAttempt) -> None:
         database, schema, name = task.name.split(".")
         with self._history_lock:
             self.session.sql(
                 f"INSERT INTO {self.database}.OPS.TASK_HISTORY (name, database_name, schema_name, state, "
                 "scheduled_time, query_start_time, completed_time, return_value, error_code, error_message, "
-                "graph_run_group_id, root_task_name, attempt_number) "
+                "graph_run_group_id, root_task_name, attempt_number, run_id) "
                 "SELECT ?, ?, ?, ?, CAST(? AS TIMESTAMP_LTZ), CAST(? AS TIMESTAMP_LTZ), "
-                "CAST(? AS TIMESTAMP_LTZ), ?, ?, ?, ?, ?, ?",
+                "CAST(? AS TIMESTAMP_LTZ), ?, ?, ?, ?, ?, ?, ?",
                 params=[
                     name,
                     database,
                     schema,
                     run.state,
-                    scheduled.isoformat(),
+                    attempt.scheduled.isoformat(),
                     run.started.isoformat() if run.started else None,
                     run.completed.isoformat() if run.completed else None,
                     run.return_value,
                     "100500" if run.state == "FAILED" else None,
                     run.error,
-                    run_id,
+                    attempt.group_id,
                     self.graph.root.short_name,
-                    run.attempt,
+                    attempt.number,
+                    attempt.run_id,
                 ],
             ).collect()
 

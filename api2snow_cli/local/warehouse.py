@@ -3,6 +3,11 @@
 fakesnow keeps one DuckDB cursor per connection, and one Snowpark Session must serve the parallel tasks
 of a graph run, so queries are serialised at the server (an ASGI wrapper with one lock). The database
 file persists in the project's `.api2snow/warehouse` folder between runs.
+
+The session runs in America/Los_Angeles, the TIMEZONE of a fresh Snowflake account, not in fakesnow's UTC:
+an expression that depends on the session's time zone (`CURRENT_TIMESTAMP()::TIMESTAMP_NTZ` is wall time
+there) is as wrong locally as in Snowflake, while CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP()) is UTC in
+both. (SYSDATE() is UTC here too, except inside a MERGE, which fakesnow rewrites without it.)
 """
 
 from __future__ import annotations
@@ -16,8 +21,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
+
+# The TIMEZONE parameter of a new Snowflake account; every timestamp the pipeline stores is naive UTC, so a
+# value computed in the session's time zone shows up locally as 7-8 hours off.
+SESSION_TIME_ZONE = "America/Los_Angeles"
 
 
 class SerializedQueries:
@@ -66,6 +76,41 @@ def _share_instances_per_database_folder() -> None:
     fakesnow.server.FakeSnow = shared
 
 
+def _faithful_time_zones() -> None:
+    """Let fakesnow serve a session whose DuckDB time zone is not UTC, as Snowflake's does.
+
+    - Results: fakesnow turns a TIMESTAMPTZ column into Snowflake's wire struct only when its Arrow time zone
+      is UTC (DuckDB labels it with the session's); the instant is the same, so relabel it as UTC.
+    - Bindings: fakesnow reads a TIMESTAMP_NTZ binding (a naive datetime) as an aware UTC datetime, which
+      DuckDB would then shift into the session's time zone; Snowflake keeps an NTZ value's wall time.
+    """
+    import fakesnow.arrow
+    import fakesnow.server
+    import pyarrow as pa
+
+    if getattr(fakesnow.arrow.timestamp_to_sf_struct, "_api2snow", False):
+        return
+    to_struct = fakesnow.arrow.timestamp_to_sf_struct
+    from_binding = fakesnow.server.from_binding
+
+    def utc_labelled(ts: Any) -> Any:
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        if isinstance(ts.type, pa.TimestampType) and ts.type.tz and ts.type.tz != "UTC":
+            ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))  # same instants, other label
+        return to_struct(ts)
+
+    def wall_time_ntz(binding: dict[str, str]) -> Any:
+        value = from_binding(binding)
+        if binding["type"] == "TIMESTAMP_NTZ" and getattr(value, "tzinfo", None) is not None:
+            return value.replace(tzinfo=None)  # the epoch of an NTZ binding is its wall time read as UTC
+        return value
+
+    utc_labelled._api2snow = True  # type: ignore[attr-defined]
+    fakesnow.arrow.timestamp_to_sf_struct = utc_labelled
+    fakesnow.server.from_binding = wall_time_ntz
+
+
 def _free_port(host: str) -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((host, 0))
@@ -75,10 +120,13 @@ def _free_port(host: str) -> int:
 class LocalWarehouse:
     """A running fakesnow server plus one Snowpark Session on it."""
 
-    def __init__(self, db_path: Path, database: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, db_path: Path, database: str, host: str = "127.0.0.1", time_zone: str = SESSION_TIME_ZONE
+    ) -> None:
         self.db_path = db_path
         self.database = database
         self.host = host
+        self.time_zone = ZoneInfo(time_zone).key  # refuses an unknown name before anything starts
         self.port = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -93,6 +141,7 @@ class LocalWarehouse:
             logging.getLogger(name).setLevel(logging.WARNING)  # fakesnow logs every login and failed query
         self.db_path.mkdir(parents=True, exist_ok=True)
         _share_instances_per_database_folder()
+        _faithful_time_zones()
         self.port = _free_port(self.host)
         config = uvicorn.Config(
             SerializedQueries(fakesnow.server.app),
@@ -110,7 +159,17 @@ class LocalWarehouse:
                 raise RuntimeError(f"the local warehouse (fakesnow) did not start on {self.host}:{self.port}")
             time.sleep(0.05)
         self.session = Session.builder.configs(self.connection_parameters()).create()
+        self._set_time_zone()
         return self
+
+    def _set_time_zone(self) -> None:
+        """The session's TIMEZONE: DuckDB's TimeZone setting, for every connection to this database (the
+        loader's own included). Snowflake SQL has no way to set it here (ALTER SESSION is not emulated)."""
+        with _shared_lock:
+            instance = _shared_instances.get(str(self.db_path))
+        if instance is None:
+            raise RuntimeError(f"no local warehouse instance for {self.db_path}")
+        instance.duck_conn.execute(f"SET GLOBAL TimeZone = '{self.time_zone}'")
 
     def connection_parameters(self) -> dict[str, Any]:
         return {

@@ -43,16 +43,17 @@ def merge_statement(
     stamp_column: str,
     update_condition: str | None = None,
 ) -> str:
-    """A MERGE that upserts `source_query` into `target` on `keys`, stamping `stamp_column` with now."""
+    """A MERGE that upserts `source_query` into `target` on `keys`, stamping `stamp_column` with now (UTC)."""
     payload = [c for c in columns if c != stamp_column]
     on = " AND ".join(f"tgt.{k} = src.{k}" for k in keys)
     matched = "WHEN MATCHED" + (f" AND {update_condition}" if update_condition else "")
     updates = ", ".join(f"tgt.{c} = src.{c}" for c in payload if c not in keys)
     insert_cols = ", ".join([*payload, stamp_column])
-    insert_vals = ", ".join([*(f"src.{c}" for c in payload), "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"])
+    now = "CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ"  # naive UTC in any session
+    insert_vals = ", ".join([*(f"src.{c}" for c in payload), now])
     return (
         f"MERGE INTO {target} AS tgt USING ({source_query}) AS src ON {on} "
-        f"{matched} THEN UPDATE SET {updates}, tgt.{stamp_column} = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ "
+        f"{matched} THEN UPDATE SET {updates}, tgt.{stamp_column} = {now} "
         f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
     )
 

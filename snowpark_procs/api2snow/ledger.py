@@ -56,9 +56,10 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
             ON wm.source = incoming.src
         WHEN MATCHED AND (wm.watermark IS NULL OR incoming.new_wm > wm.watermark) THEN UPDATE SET
             wm.watermark = incoming.new_wm, wm.batch_id = incoming.bid,
-            wm.updated_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+            wm.updated_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
         WHEN NOT MATCHED THEN INSERT (source, watermark, batch_id, updated_at)
-            VALUES (incoming.src, incoming.new_wm, incoming.bid, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)""",
+            VALUES (incoming.src, incoming.new_wm, incoming.bid,
+                CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)""",
         params=[source, value.isoformat(sep=" "), batch_id],
     ).collect()
 
@@ -109,7 +110,7 @@ def start_batch(
         f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
             status, started_at)
         SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED',
-            CURRENT_TIMESTAMP()::TIMESTAMP_NTZ""",
+            CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ""",
         params=[
             batch_id,
             source,
@@ -134,7 +135,8 @@ def finish_staging(
         f"""UPDATE {settings.table("OPS.BATCH_LEDGER")} SET
             status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
             max_updated_at = CAST(? AS TIMESTAMP_NTZ), manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
-            complete = ?, remaining = ?, staged_at = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+            complete = ?, remaining = ?,
+            staged_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
         WHERE batch_id = ?""",
         params=[
             counts["fetched"],
@@ -187,7 +189,7 @@ def set_status(session: Any, settings: Settings, batch_ids: list[str], status: s
     cleared = ", error_message = NULL" if status == LOADED else ""  # a slow load noted earlier did finish
     session.sql(
         f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?{cleared}, "
-        f"{column} = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ WHERE batch_id IN ({marks})",
+        f"{column} = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ WHERE batch_id IN ({marks})",
         params=[status, *batch_ids],
     ).collect()
 
@@ -200,7 +202,8 @@ def batches(
     query = (
         "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
         "partition_prefix, started_at, error_message, "
-        "DATEDIFF('second', started_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS age_seconds "
+        "DATEDIFF('second', started_at, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ) "
+        "AS age_seconds "
         f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status IN ({', '.join('?' for _ in statuses)})"
     )
     params: list[Any] = list(statuses)

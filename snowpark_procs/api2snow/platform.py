@@ -1,7 +1,7 @@
 """The one seam between procedure code and Snowflake-only features.
 
 Secrets, pipe refresh, task return values and the task-graph context exist only inside Snowflake.
-Procedure code reaches them through `get_platform(session)`: inside Snowflake that is
+Procedure code reaches them through `get_platform()`: inside Snowflake that is
 `SnowflakePlatform` (SQL and `_snowflake`); the local stack installs its own implementation with
 `set_platform` before it calls a handler. Nothing else in the package knows where it runs.
 """
@@ -14,6 +14,29 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import redaction
+from .http.prefetch import on_consumer_thread
+
+MANUAL_RUN_PREFIX = "manual-"
+
+
+def manual_run_id() -> str:
+    """A fresh run id for a CALL made outside a graph run; `is_graph_run` tells the two kinds apart."""
+    return f"{MANUAL_RUN_PREFIX}{uuid.uuid4()}"
+
+
+def is_graph_run(run_id: str) -> bool:
+    """Whether `run_id` is a graph run group's id rather than a manual CALL's."""
+    return not run_id.startswith(MANUAL_RUN_PREFIX)
+
+
+# Each task's latest attempt among TASK_HISTORY rows of one graph run group (a retry is attempt + 1).
+LATEST_ATTEMPT = "QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"
+
+
+def task_runs(rows: list[Any]) -> list[dict[str, Any]]:
+    """TASK_HISTORY rows in the shape `graph_run_tasks` returns."""
+    keys = ("NAME", "STATE", "ERROR_MESSAGE", "ATTEMPT_NUMBER")
+    return [{key: row[key] for key in keys} for row in rows]
 
 
 class PlatformError(RuntimeError):
@@ -65,13 +88,14 @@ class Platform(Protocol):
         """Show `value` as the current task's return value; a no-op outside a task."""
 
     def run_id(self, session: Any) -> str:
-        """The current graph run's id, or a fresh id when not running in a task graph."""
+        """The current graph run group's id (shared by its auto-retries), or `manual_run_id()` outside one."""
 
     def graph_config(self, session: Any) -> dict[str, Any]:
         """The root task's CONFIG, or {} outside a task graph."""
 
     def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
-        """Task runs of this graph run so far: dicts with NAME, STATE, ERROR_MESSAGE."""
+        """The latest attempt of every other task of graph run group `run_id` so far (the calling task
+        is left out): dicts with NAME, STATE, ERROR_MESSAGE, ATTEMPT_NUMBER."""
 
 
 class SnowflakePlatform:
@@ -121,16 +145,22 @@ class SnowflakePlatform:
         return {"pipe": pipe, "prefix": prefix, "files_queued": len(rows)}
 
     def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
+        """COPY_HISTORY's failed files among `file_names`. START_TIME is an instant (TIMESTAMP_LTZ, so
+        CURRENT_TIMESTAMP is right here) kept strictly inside the function's 14-day window. STAGE_LOCATION
+        is read when COPY_HISTORY gives it (`SELECT *`), to tell the stage's path prefix."""
         database = table.split(".")[0]
         rows = session.sql(
-            f"SELECT file_name, first_error_message FROM TABLE({database}.INFORMATION_SCHEMA.COPY_HISTORY("
-            "TABLE_NAME => ?, START_TIME => DATEADD('day', -14, CURRENT_TIMESTAMP()))) "
+            f"SELECT * FROM TABLE({database}.INFORMATION_SCHEMA.COPY_HISTORY("
+            "TABLE_NAME => ?, START_TIME => DATEADD('day', -13, CURRENT_TIMESTAMP()))) "
             "WHERE status IN ('Load failed', 'Partially loaded')",
             params=[table],
         ).collect()
-        wanted = set(file_names)
-        failed = {r["FILE_NAME"]: r["FIRST_ERROR_MESSAGE"] or "load failed" for r in rows}
-        return {name: error for name, error in failed.items() if name in wanted}
+        failures = []
+        for row in rows:
+            values = row.as_dict()
+            error = values.get("FIRST_ERROR_MESSAGE") or "load failed"
+            failures.append((values["FILE_NAME"], values.get("STAGE_LOCATION"), error))
+        return match_load_errors(file_names, failures)
 
     def _current_task(self, session: Any) -> str | None:
         return session.sql("SELECT SYSTEM$CURRENT_USER_TASK_NAME() AS name").collect()[0]["NAME"]
@@ -146,7 +176,7 @@ class SnowflakePlatform:
             ).collect()[0]
             if row["RUN_ID"]:
                 return str(row["RUN_ID"])
-        return f"manual-{uuid.uuid4()}"
+        return manual_run_id()
 
     def graph_config(self, session: Any) -> dict[str, Any]:
         if not self._current_task(session):
@@ -155,13 +185,51 @@ class SnowflakePlatform:
         return json.loads(row["CONFIG"]) if row["CONFIG"] else {}
 
     def graph_run_tasks(self, session: Any, run_id: str) -> list[dict[str, Any]]:
+        """TASK_HISTORY() has a row per task per run of the group (and returns 100 rows unless RESULT_LIMIT
+        says more); SYSTEM$CURRENT_USER_TASK_NAME() is qualified, TASK_HISTORY's NAME is not."""
         rows = session.sql(
-            "SELECT name, state, error_message FROM TABLE(INFORMATION_SCHEMA.TASK_HISTORY("
-            "SCHEDULED_TIME_RANGE_START => DATEADD('day', -1, CURRENT_TIMESTAMP()))) "
-            "WHERE graph_run_group_id = ?",
+            "SELECT name, state, error_message, attempt_number FROM TABLE(INFORMATION_SCHEMA.TASK_HISTORY("
+            "SCHEDULED_TIME_RANGE_START => DATEADD('day', -1, CURRENT_TIMESTAMP()), RESULT_LIMIT => 10000)) "
+            "WHERE graph_run_group_id = ? "
+            "AND name <> SPLIT_PART(COALESCE(SYSTEM$CURRENT_USER_TASK_NAME(), ''), '.', -1) "
+            f"{LATEST_ATTEMPT}",
             params=[run_id],
         ).collect()
-        return [{"NAME": r["NAME"], "STATE": r["STATE"], "ERROR_MESSAGE": r["ERROR_MESSAGE"]} for r in rows]
+        return task_runs(rows)
+
+
+def _without_bucket(path: str) -> tuple[str, bool]:
+    """`s3://bucket/a/b` -> (`a/b`, True): the key relative to the bucket; any other path as it is."""
+    scheme, sep, rest = path.partition("://")
+    if sep and scheme and "/" not in scheme:
+        return rest.partition("/")[2], True
+    return path.lstrip("/"), False
+
+
+def copy_history_paths(file_name: str, stage_location: str | None) -> set[str]:
+    """The names a COPY_HISTORY FILE_NAME may match: the key relative to the bucket and the path relative
+    to the stage. FILE_NAME is a full URL (`s3://bucket/prefix/key`) or a path relative to the stage;
+    STAGE_LOCATION (`s3://bucket/prefix/`) gives the stage's path prefix that separates the two."""
+    prefix, stage_is_url = _without_bucket(stage_location or "")
+    prefix = prefix if stage_is_url else ""  # an internal stage's name, not a path
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    path, is_url = _without_bucket(file_name)
+    if is_url:  # relative to the bucket
+        return {path, path[len(prefix) :]} if prefix and path.startswith(prefix) else {path}
+    return {path, prefix + path}  # relative to the stage
+
+
+def match_load_errors(file_names: list[str], failures: list[tuple[str, str | None, str]]) -> dict[str, str]:
+    """Of `file_names` (keys relative to the bucket, or paths relative to the stage), those that a failure
+    (FILE_NAME, STAGE_LOCATION, error) of COPY_HISTORY names, whichever way it spells the path."""
+    wanted = {name.lstrip("/"): name for name in file_names}
+    found: dict[str, str] = {}
+    for file_name, stage_location, error in failures:
+        for path in copy_history_paths(file_name, stage_location):
+            if path in wanted:
+                found.setdefault(wanted[path], error)
+    return found
 
 
 _installed: Platform | None = None
@@ -174,13 +242,18 @@ def set_platform(platform: Platform | None) -> None:
 
 
 def get_platform() -> Platform:
-    """The installed platform (or Snowflake's), wrapped so every secret it hands out is registered for
-    redaction (redaction.py): the one place where that happens."""
+    """The installed platform (or Snowflake's), wrapped so every secret is read on the handler's main thread
+    and registered for redaction (redaction.py): the one place where both happen."""
     return SecretRegisteringPlatform(_installed if _installed is not None else SnowflakePlatform())
 
 
 class SecretRegisteringPlatform:
-    """Delegates to a platform; each secret reader registers the values it returns with `redaction`."""
+    """Delegates to a platform; each secret reader registers the values it returns with `redaction`.
+
+    Snowflake lets only the handler's main thread read secrets ("Secrets can only be accessed from the main
+    thread"), and a 401 makes the page-prefetch worker ask for a fresh token; so every read goes through
+    `on_consumer_thread`, which runs it on the main thread when it is asked for from the worker.
+    """
 
     def __init__(self, inner: Platform) -> None:
         self.inner = inner
@@ -189,21 +262,21 @@ class SecretRegisteringPlatform:
         return getattr(self.inner, name)
 
     def secret_string(self, key: str) -> str:
-        value = self.inner.secret_string(key)
+        value = on_consumer_thread(self.inner.secret_string, key)
         redaction.register(value)
         return value
 
     def username_password(self, key: str) -> tuple[str, str]:
-        user, password = self.inner.username_password(key)
+        user, password = on_consumer_thread(self.inner.username_password, key)
         redaction.register_login(user, password)
         return user, password
 
     def oauth_access_token(self, key: str, force_refresh: bool = False) -> str:
-        token = self.inner.oauth_access_token(key, force_refresh=force_refresh)
+        token = on_consumer_thread(self.inner.oauth_access_token, key, force_refresh=force_refresh)
         redaction.register_token(token)
         return token
 
     def aws_credentials(self, key: str) -> AwsCredentials:
-        creds = self.inner.aws_credentials(key)
+        creds = on_consumer_thread(self.inner.aws_credentials, key)
         redaction.register(creds.secret_access_key, creds.session_token)
         return creds

@@ -77,7 +77,7 @@ def run_dq(session: Any) -> dict[str, Any]:
 
 
 def validate_dq(session: Any) -> dict[str, Any]:
-    return _run(session, lambda p, s: quality.validate(session, s))
+    return _run(session, lambda p, s: quality.validate(session, s, p.run_id(session)))
 
 
 def publish_metrics(session: Any) -> dict[str, Any]:

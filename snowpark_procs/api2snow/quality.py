@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .platform import is_graph_run
 from .settings import Settings
 
 
@@ -21,7 +22,7 @@ def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
         f"""INSERT INTO {results}
             (run_id, check_name, source, severity, observed_value, threshold, passed, details, checked_at)
         SELECT ?, check_name, source, severity, observed_value, threshold, passed, details,
-            CURRENT_TIMESTAMP()::TIMESTAMP_NTZ
+            CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
         FROM {settings.table("ANALYTICS.VW_DQ_CHECKS")}""",
         params=[run_id],
     ).collect()
@@ -29,6 +30,7 @@ def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def latest_run_id(session: Any, settings: Settings) -> str:
+    """The run whose checks were recorded last (a graph run's, or a manual RUN_DQ's)."""
     rows = session.sql(
         f"SELECT run_id FROM {settings.table('ANALYTICS.DQ_CHECK_RESULTS')} ORDER BY checked_at DESC LIMIT 1"
     ).collect()
@@ -53,8 +55,12 @@ def summarize(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
     }
 
 
-def validate(session: Any, settings: Settings) -> dict[str, Any]:
-    summary = summarize(session, settings, latest_run_id(session, settings))
+def validate(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
+    """Fail when an error-severity check of graph run `run_id` failed. Its own results, not the newest ones:
+    an analyst's RUN_DQ during the run records under another run id and must not change the verdict. A
+    manual CALL (outside a graph run) has no results of its own, so it judges the newest run's."""
+    judged = run_id if is_graph_run(run_id) else latest_run_id(session, settings)
+    summary = summarize(session, settings, judged)
     if summary["checks"] == 0:
         raise DataQualityError(f"run {summary['run_id']} recorded no data-quality checks")
     if summary["failed_error"]:

@@ -42,30 +42,59 @@ def publish_metrics(session: Any, settings: Settings, run_id: str) -> dict[str, 
     session.sql(
         f"INSERT INTO {settings.table('OPS.PIPELINE_METRICS')} "
         f"(run_id, metric_name, source, metric_value, recorded_at) "
-        f"SELECT column1, column2, column3, column4, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM VALUES {values}",
+        "SELECT column1, column2, column3, column4, "
+        f"CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ FROM VALUES {values}",
         params=params,
     ).collect()
     return {"run_id": run_id, "metrics": len(metrics)}
 
 
+def latest_attempts(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each task's latest attempt: an auto-retry is a new run in the same graph run group, so a task that
+    failed and then succeeded has a row for each, and only the last one says how it ended."""
+    latest: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        kept = latest.get(task["NAME"])
+        if kept is None or (task.get("ATTEMPT_NUMBER") or 0) > (kept.get("ATTEMPT_NUMBER") or 0):
+            latest[task["NAME"]] = task
+    return list(latest.values())
+
+
 def record_run(session: Any, settings: Settings, run_id: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write the graph run's outcome; log an ERROR (the event table's alert hook) when a task failed."""
-    failed = [t for t in tasks if t["STATE"] == "FAILED"]
-    succeeded = [t for t in tasks if t["STATE"] == "SUCCEEDED"]
-    state = "FAILED" if failed else "SUCCEEDED"
-    first_error = f"{failed[0]['NAME']}: {failed[0]['ERROR_MESSAGE']}" if failed else None
-    session.sql(
-        f"INSERT INTO {settings.table('OPS.PIPELINE_RUNS')} "
-        "(run_id, state, tasks_succeeded, tasks_failed, first_error, finished_at) "
-        "SELECT ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
-        params=[run_id, state, len(succeeded), len(failed), first_error],
-    ).collect()
-    if failed:
-        log.error("api2snow graph run %s FAILED: %s", run_id, first_error)
-    return {
+    """Write the graph run group's outcome, judged on each task's latest attempt; log an ERROR (the event
+    table's alert hook) when a task failed. The finalizer runs after every attempt, so the row is merged on
+    RUN_ID: one row per run group, holding the last attempt's verdict."""
+    latest = latest_attempts(tasks)
+    failed = [t for t in latest if t["STATE"] == "FAILED"]
+    succeeded = [t for t in latest if t["STATE"] == "SUCCEEDED"]
+    outcome = {
         "run_id": run_id,
-        "state": state,
+        "state": "FAILED" if failed else "SUCCEEDED",
         "tasks_succeeded": len(succeeded),
         "tasks_failed": len(failed),
-        "first_error": first_error,
+        "first_error": f"{failed[0]['NAME']}: {failed[0]['ERROR_MESSAGE']}" if failed else None,
     }
+    _merge_run_row(session, settings, outcome)
+    if failed:
+        log.error("api2snow graph run %s FAILED: %s", run_id, outcome["first_error"])
+    return outcome
+
+
+def _merge_run_row(session: Any, settings: Settings, outcome: dict[str, Any]) -> None:
+    """Insert the run group's PIPELINE_RUNS row, or overwrite it with a later attempt's outcome."""
+    session.sql(
+        f"""MERGE INTO {settings.table("OPS.PIPELINE_RUNS")} AS runs
+        USING (
+            SELECT CAST(? AS STRING) AS run_id, CAST(? AS STRING) AS state, CAST(? AS NUMBER) AS succeeded,
+                CAST(? AS NUMBER) AS failed, CAST(? AS STRING) AS first_error
+        ) AS outcome
+            ON runs.run_id = outcome.run_id
+        WHEN MATCHED THEN UPDATE SET
+            runs.state = outcome.state, runs.tasks_succeeded = outcome.succeeded,
+            runs.tasks_failed = outcome.failed, runs.first_error = outcome.first_error,
+            runs.finished_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+        WHEN NOT MATCHED THEN INSERT (run_id, state, tasks_succeeded, tasks_failed, first_error, finished_at)
+            VALUES (outcome.run_id, outcome.state, outcome.succeeded, outcome.failed, outcome.first_error,
+                CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)""",
+        params=[outcome[k] for k in ("run_id", "state", "tasks_succeeded", "tasks_failed", "first_error")],
+    ).collect()

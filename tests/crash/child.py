@@ -267,7 +267,7 @@ def start_stack(home: Path, anchor: datetime, clock: datetime) -> Any:
 def let_time_pass(stack: Any, home: Path, moment: datetime) -> None:
     """Age the ledger by the mock time since the previous run in this home, then remember `moment`.
 
-    The warehouse's clock (CURRENT_TIMESTAMP, which stamps STARTED_AT and against which the age of a batch
+    The warehouse's clock (now in UTC, which stamps STARTED_AT and against which the age of a batch
     is measured) is real time: it does not jump an hour with the mock clock. Shifting the ledger's own
     timestamps back makes a batch left by a killed run as old as it would be at the next hourly run.
     """

@@ -67,7 +67,7 @@ def _set_config(stack: Any, **values: str) -> None:
         stack.session.sql(f"DELETE FROM {table} WHERE config_key = ?", params=[key]).collect()
         stack.session.sql(
             f"INSERT INTO {table} (config_key, config_value, updated_at) "
-            "SELECT ?, ?, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+            "SELECT ?, ?, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ",
             params=[key, value],
         ).collect()
 
@@ -100,7 +100,8 @@ def _isolate(stack: Any, window_start: datetime) -> None:
         stack.session.sql(f"DELETE FROM {db}.OPS.WATERMARKS WHERE source = ?", params=[source]).collect()
         stack.session.sql(
             f"INSERT INTO {db}.OPS.WATERMARKS (source, watermark, batch_id, updated_at) "
-            "SELECT ?, CAST(? AS TIMESTAMP_NTZ), 'hostile-isolation', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ",
+            "SELECT ?, CAST(? AS TIMESTAMP_NTZ), 'hostile-isolation', "
+            "CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ",
             params=[source, (window_start - timedelta(seconds=1)).isoformat(sep=" ")],
         ).collect()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -81,6 +82,70 @@ def test_task_history_records_the_run_like_snowflake(stack, first_run):
     assert all(r["COMPLETED_TIME"] >= r["QUERY_START_TIME"] for r in rows)
     ingest = next(r for r in rows if r["NAME"] == "INGEST_API_A")
     assert '"status":"STAGED"' in ingest["RETURN_VALUE"]
+
+
+# ---- every timestamp is naive UTC; the local session runs in a fresh account's time zone (issue 9) ------
+# Each stamp the pipeline writes, and RAW's LOADED_AT (TIMESTAMP_LTZ) as VW_RAW_STATS reads it.
+STAMPS = [
+    ("OPS.PIPELINE_CONFIG", "UPDATED_AT"),
+    ("OPS.WATERMARKS", "UPDATED_AT"),
+    ("OPS.BATCH_LEDGER", "STARTED_AT"),
+    ("OPS.BATCH_LEDGER", "STAGED_AT"),
+    ("OPS.BATCH_LEDGER", "LOADED_AT"),
+    ("OPS.BATCH_LEDGER", "MERGED_AT"),
+    ("OPS.PIPELINE_METRICS", "RECORDED_AT"),
+    ("OPS.PIPELINE_RUNS", "FINISHED_AT"),
+    ("OPS.LOCAL_PIPE_LOAD_HISTORY", "LAST_LOAD_TIME"),
+    ("CLEAN.CLN_API_A_EVENTS", "MERGED_AT"),
+    ("CLEAN.CLN_API_B_EVENTS", "MERGED_AT"),
+    ("CLEAN.DIM_CAMERAS", "MERGED_AT"),
+    ("ANALYTICS.ANL_DAILY_SUMMARY", "REFRESHED_AT"),
+    ("ANALYTICS.DQ_CHECK_RESULTS", "CHECKED_AT"),
+    ("ANALYTICS.VW_RAW_STATS", "LAST_LOADED_AT"),
+]
+
+
+def _utc_minus_session_minutes() -> int:
+    """How many minutes the session's wall time is behind UTC now (480 in winter, 420 in summer)."""
+    from api2snow_cli.local.warehouse import SESSION_TIME_ZONE
+
+    return -int(datetime.now(ZoneInfo(SESSION_TIME_ZONE)).utcoffset().total_seconds()) // 60
+
+
+def test_the_local_session_runs_in_a_fresh_accounts_time_zone(stack):
+    row = stack.session.sql(
+        "SELECT CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ AS now, "
+        "DATEDIFF('minute', CURRENT_TIMESTAMP()::TIMESTAMP_NTZ, now) AS behind, "
+        "DATEDIFF('second', SYSDATE(), now) AS sysdate_behind"
+    ).collect()[0]
+    assert abs(row["NOW"] - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+    assert row["BEHIND"] == _utc_minus_session_minutes() in (420, 480)
+    assert row["SYSDATE_BEHIND"] == 0  # outside a MERGE
+
+
+@pytest.mark.parametrize(("table", "column"), STAMPS, ids=lambda v: v)
+def test_every_stamp_of_a_run_is_naive_utc(stack, first_run, table, column):
+    value = scalar(stack, f"SELECT MAX({column}) FROM {stack.database}.{table}")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert value is not None and value.tzinfo is None
+    assert now - timedelta(hours=1) < value <= now + timedelta(minutes=1), f"{table}.{column} = {value}"
+
+
+def test_freshness_is_counted_in_utc_where_the_session_time_zone_is_hours_off(stack, first_run):
+    rows = stack.session.sql(
+        "SELECT source, minutes_since_last_event, minutes_since_last_load, minutes_since_last_batch, "
+        # what the view computed before issue 9: wall time in the session's time zone
+        "DATEDIFF('minute', last_event_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS event_in_session_tz, "
+        "DATEDIFF('minute', last_batch_loaded_at, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ) AS batch_in_session_tz "
+        f"FROM {stack.database}.ANALYTICS.VW_DATA_FRESHNESS"
+    ).collect()
+    assert {r["SOURCE"] for r in rows} == set(EVENT_SOURCES)
+    offset = _utc_minus_session_minutes()
+    for row in rows:
+        assert 0 <= row["MINUTES_SINCE_LAST_BATCH"] <= 60 and 0 <= row["MINUTES_SINCE_LAST_LOAD"] <= 60
+        assert abs(row["MINUTES_SINCE_LAST_EVENT"]) <= 180  # the mock clock runs up to an hour ahead
+        assert row["MINUTES_SINCE_LAST_EVENT"] - row["EVENT_IN_SESSION_TZ"] == offset
+        assert row["MINUTES_SINCE_LAST_BATCH"] - row["BATCH_IN_SESSION_TZ"] == offset
 
 
 def _overlap_start(stack, source: str) -> datetime:

@@ -84,7 +84,8 @@ def test_validate_dq_fails_on_an_error_severity_failure(faulty):
         f"INSERT INTO {db}.ANALYTICS.DQ_CHECK_RESULTS (run_id, check_name, source, severity, observed_value, "
         "threshold, passed, details, checked_at) "
         "SELECT 'forced-failure', 'unique_event_id', 'api_a', 'error', "
-        "3, 0, FALSE, 'test', DATEADD('minute', 1, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ)"
+        "3, 0, FALSE, 'test', "
+        "DATEADD('minute', 1, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)"
     ).collect()
     with pytest.raises(DataQualityError, match=r"unique_event_id\[api_a\]"):
         faulty.call(f"CALL {db}.OPS.VALIDATE_DQ()")

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
 import sys
+import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import pytest
 from api2snow import redaction
-from api2snow.platform import SnowflakePlatform, TokenRefreshError, get_platform, set_platform
+from api2snow.http.auth import BearerTokenAuth
+from api2snow.http.client import ApiClient
+from api2snow.http.paginate import CursorPaginator, PageRequest
+from api2snow.http.prefetch import prefetched
+from api2snow.http.ratelimit import RateLimiter
+from api2snow.http.retry import RetryPolicy
+from api2snow.platform import PlatformError, SnowflakePlatform, TokenRefreshError, get_platform, set_platform
 
-from api2snow_cli.local.platform import LocalPlatform
+from api2snow_cli.local.platform import MAIN_THREAD_ONLY, LocalPlatform
 from api2snow_cli.local.procedures import CallContext, _current
 from api2snow_cli.local.secrets import LocalSecrets
 from api2snow_cli.project import Procedure
@@ -111,3 +121,69 @@ def test_local_token_is_cached_per_call_and_a_forced_refresh_fetches_a_new_one(
     assert local_call.oauth_access_token("api_a_client", force_refresh=True) == "LOCAL-TOKEN-2"
     assert local_call.oauth_access_token("api_a_client") == "LOCAL-TOKEN-2"
     assert len(token_server.calls("/oauth/token")) == 2
+
+
+def _in_another_thread(fn: Callable[[], Any]) -> BaseException | None:
+    """Run `fn` in a thread that shares the call's context (as page prefetch does); what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    worker.start()
+    worker.join()
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize(
+    "reader", ["secret_string", "username_password", "oauth_access_token", "aws_credentials"]
+)
+def test_local_secrets_are_refused_off_the_thread_that_started_the_call(
+    local_call: LocalPlatform, token_server: MockServer, reader: str
+) -> None:
+    raised = _in_another_thread(lambda: getattr(local_call, reader)("api_a_client"))
+    assert isinstance(raised, PlatformError) and str(raised) == MAIN_THREAD_ONLY
+    assert token_server.calls("/oauth/token") == []
+
+
+def test_a_401_in_the_prefetch_worker_refreshes_the_token_on_the_main_thread(
+    local_call: LocalPlatform, token_server: MockServer
+) -> None:
+    """The API revokes the token after page 2, while the prefetch worker fetches: the forced refresh is read
+    on the call's main thread (the local platform refuses any other) and page 3 is sent again, only it."""
+    valid = {"LOCAL-TOKEN-1"}
+    pages = {None: (1, "c2"), "c2": (2, "c3"), "c3": (3, None)}
+
+    def events(seen: Seen):
+        if seen.headers.get("authorization", "").removeprefix("Bearer ") not in valid:
+            return json_reply({"error": "invalid_token"}, 401)
+        number, next_cursor = pages[seen.query.get("cursor")]
+        if number == 2:
+            valid.clear()
+            valid.add("LOCAL-TOKEN-2")
+        return json_reply({"data": [{"id": number}], "next_cursor": next_cursor})
+
+    token_server.route("GET", "/v1/events", events)
+    parse = lambda response: (response.json(), response.json()["data"])  # noqa: E731
+    set_platform(local_call)
+    try:
+        with redaction.call_scope():
+            auth = BearerTokenAuth(partial(get_platform().oauth_access_token, "api_a_client"))
+            auth.token()  # as sources/api_a.py does, in the handler's thread
+            client = ApiClient(token_server.url, auth, RateLimiter(1000, 60), RetryPolicy(max_attempts=3))
+            got = list(prefetched(client.pages(PageRequest("GET", "/v1/events"), CursorPaginator(), parse)))
+            assert redaction.redact("Bearer LOCAL-TOKEN-2") == "***"  # registered by the seam, as always
+    finally:
+        set_platform(None)
+
+    assert got == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    calls = token_server.calls("/v1/events")
+    assert [c.query.get("cursor") for c in calls] == [None, "c2", "c3", "c3"]
+    assert [c.headers["authorization"] for c in calls] == ["Bearer LOCAL-TOKEN-1"] * 3 + [
+        "Bearer LOCAL-TOKEN-2"
+    ]
+    assert len(token_server.calls("/oauth/token")) == 2 and client.stats["unauthorized_refreshes"] == 1

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from api2snow.http.prefetch import prefetched
+from api2snow.http.prefetch import ConsumerGone, on_consumer_thread, prefetched
 from api2snow.transform import BatchDeduper
 
 
@@ -56,6 +56,70 @@ def test_prefetched_stops_the_worker_when_the_consumer_stops():
             break
     time.sleep(0.3)
     assert threading.active_count() == before
+
+
+def test_on_consumer_thread_outside_a_worker_just_calls():
+    assert on_consumer_thread(lambda a, b=0: (threading.current_thread(), a + b), 1, b=2) == (
+        threading.current_thread(),
+        3,
+    )
+
+
+def test_the_worker_hands_calls_to_the_consumer_thread_between_pages():
+    def pages():
+        yield 1
+        yield on_consumer_thread(lambda page: (page, threading.current_thread()), 2)
+        yield 3
+
+    got = list(prefetched(pages()))
+    assert got == [1, (2, threading.current_thread()), 3]
+
+
+def test_a_call_handed_to_the_consumer_raises_its_own_exception_in_the_worker():
+    refused = PermissionError("Secrets can only be accessed from the main thread")
+    caught = []
+
+    def refuse():
+        raise refused
+
+    def pages():
+        try:
+            on_consumer_thread(refuse)
+        except PermissionError as exc:
+            caught.append(exc)
+        yield 1
+
+    assert list(prefetched(pages())) == [1]
+    assert caught == [refused] and caught[0] is refused
+
+
+def test_nested_prefetch_calls_reach_the_outermost_consumer():
+    def inner():
+        yield on_consumer_thread(threading.current_thread)
+
+    def outer():
+        yield from prefetched(inner())
+
+    assert list(prefetched(outer())) == [threading.current_thread()]
+
+
+def test_a_call_after_the_consumer_stopped_fails_instead_of_waiting_forever():
+    outcome = []
+
+    def pages():
+        yield 1
+        try:
+            on_consumer_thread(lambda: "never run")
+        except ConsumerGone as exc:
+            outcome.append(exc)
+        yield 2
+
+    consumer = prefetched(pages())
+    assert next(consumer) == 1
+    started = time.monotonic()
+    consumer.close()  # stops reading with the worker's call pending (or about to be)
+    assert time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], ConsumerGone)
 
 
 def test_deduper_drops_nearby_repeats_and_keeps_newer_versions():

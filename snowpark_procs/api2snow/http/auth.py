@@ -89,7 +89,10 @@ class BearerTokenAuth(Auth):
     asked for a new one with `get_token(force_refresh=True)`, so a provider that caches tokens (Snowflake,
     the local stack) does not hand back the refused one, and one retry is worth it. Asking once, not per
     request, keeps the provider's work (a call into Snowflake) off the hot path; `token()` lets the caller
-    ask in its own thread before worker threads send requests.
+    ask in its own thread before worker threads send requests. A refresh after a 401 is asked for from
+    whichever thread got the 401, often the page-prefetch worker; the platform seam runs that secret read on
+    the handler's main thread (`prefetch.on_consumer_thread`), which must therefore not itself wait for
+    `token()` while the worker holds the lock.
     """
 
     def __init__(self, get_token: Callable[..., str]) -> None:
