@@ -89,12 +89,6 @@ KILL_POINTS: dict[str, KillPoint] = {
         _key_has("source=api_a/", "part-0001"),
         "one part of a STARTED batch on S3",
     ),
-    "ingest_before_manifest": KillPoint(
-        "api2snow.staging:S3BatchWriter._put",
-        "before",
-        _key_has("_manifests/source=api_a/"),
-        "every part PUT, no manifest, ledger STARTED",
-    ),
     "ingest_before_staged": KillPoint(
         "api2snow.ledger:finish_staging",
         "before",
@@ -142,9 +136,6 @@ KILL_POINTS: dict[str, KillPoint] = {
     ),
     "dq_after_checks": KillPoint(
         "api2snow.quality:run_checks", "after", why="DQ results recorded, gate not run"
-    ),
-    "metrics_after_publish": KillPoint(
-        "api2snow.reporting:publish_metrics", "after", why="metrics written, task not recorded"
     ),
     "finalizer_before_record": KillPoint(
         "api2snow.reporting:record_run", "before", why="every task done, run not recorded"

@@ -51,8 +51,12 @@ def hostile() -> Iterator[HostileServer]:
 def stack(tmp_path_factory: pytest.TempPathFactory, hostile: HostileServer) -> Iterator[Any]:
     urls = {"api_a_base_url": hostile.url, "api_b_base_url": hostile.url}
     started = start_stack(tmp_path_factory.mktemp("api2snow-hostile"), env_overrides=urls, history_hours=1)
-    _set_config(
-        started, api_a_rate_limit_per_min="6000", api_b_rate_limit_per_min="6000", load_poll_seconds="0.1"
+    _set_config(  # no rate limits on the hostile server; a short retry budget keeps must-fail tests quick
+        started,
+        api_a_rate_limit_per_min="6000",
+        api_b_rate_limit_per_min="6000",
+        load_poll_seconds="0.1",
+        http_max_attempts="4",
     )
     try:
         yield started
