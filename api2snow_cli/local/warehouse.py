@@ -81,6 +81,7 @@ def _faithful_time_zones() -> None:
 
     - Results: fakesnow turns a TIMESTAMPTZ column into Snowflake's wire struct only when its Arrow time zone
       is UTC (DuckDB labels it with the session's); the instant is the same, so relabel it as UTC.
+    - NULLs: fakesnow's timestamp struct has no validity mask, so NULL read back as 1970-01-01; now None.
     - Bindings: fakesnow reads a TIMESTAMP_NTZ binding (a naive datetime) as an aware UTC datetime, which
       DuckDB would then shift into the session's time zone; Snowflake keeps an NTZ value's wall time.
     """
@@ -98,7 +99,11 @@ def _faithful_time_zones() -> None:
             ts = ts.combine_chunks()
         if isinstance(ts.type, pa.TimestampType) and ts.type.tz and ts.type.tz != "UTC":
             ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))  # same instants, other label
-        return to_struct(ts)
+        struct = to_struct(ts)
+        if not ts.null_count:
+            return struct
+        # fakesnow's struct has no validity mask, so a NULL timestamp would reach the client as 1970-01-01
+        return pa.StructArray.from_arrays(struct.flatten(), fields=list(struct.type), mask=ts.is_null())
 
     def wall_time_ntz(binding: dict[str, str]) -> Any:
         value = from_binding(binding)

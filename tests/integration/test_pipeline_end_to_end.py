@@ -241,3 +241,13 @@ def test_api_a_token_comes_from_the_oauth2_secrets_integration_once_per_call(sta
     stats = stack.mock_apis.stats()["api_a"]
     assert stats["paths"]["/oauth/token"]["status"] == {"200": 2}  # one token per INGEST_API_A call
     assert stats["unauthorized_401"] == 0 and stats["paths"]["/v1/events"]["requests"] >= 2
+
+
+def test_a_null_timestamp_reads_back_as_none_not_the_epoch(stack):
+    """fakesnow's server mode answered NULL timestamps as 1970-01-01; code testing `is None` would misread."""
+    row = stack.session.sql(
+        "SELECT CAST(NULL AS TIMESTAMP_NTZ) AS ntz, CAST(NULL AS TIMESTAMP_LTZ) AS ltz, "
+        "CAST('2026-01-01 10:00:00' AS TIMESTAMP_NTZ) AS set_ntz"
+    ).collect()[0]
+    assert (row["NTZ"], row["LTZ"]) == (None, None)
+    assert row["SET_NTZ"].isoformat() == "2026-01-01T10:00:00"
