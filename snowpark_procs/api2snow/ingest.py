@@ -29,7 +29,7 @@ from .http.retry import RetryPolicy
 from .platform import Platform
 from .settings import Settings
 from .sources import Source
-from .staging import S3BatchWriter, delete_batch_objects, partition_prefix
+from .staging import S3BatchWriter, partition_prefix
 from .transform import RecordProcessor
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ def next_batch_id(
 
     A batch that completed without moving the watermark (it staged nothing, or only rejects) leaves the
     window open; data that arrives later in the same hour must not reuse its id, S3 keys and load history.
-    Nor may an ABANDONED batch, whose files a pipe may have seen. A STAGED, LOADED, FAILED or STARTED
-    batch keeps its id, so a retry finishes or redoes that same batch.
+    Nor may an ABANDONED batch, whose files a pipe may have seen. A STAGED or LOADED batch keeps its id, so
+    a retry finishes it; an earlier STARTED or FAILED attempt is abandoned first (recovery), so a redo of the
+    window gets the next id.
     """
     sequence = 0
     while True:
@@ -129,7 +130,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     since = read_start(session, settings, source)
     s3 = s3_client(platform, settings)
     batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
-    if existing == ledger.STAGED and recovery.abandon_if_stuck(session, settings, source, batch_id, s3):
+    if existing is not None and recovery.close_earlier_attempt(session, settings, source, batch_id, s3):
         batch_id, existing = next_batch_id(session, settings, source.name, since, window_hour)
     summary: dict[str, Any] = {"source": source.name, "batch_id": batch_id, "since": _iso(since)}
     if existing in (ledger.STAGED, ledger.LOADED):
@@ -146,10 +147,6 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
             blocker.status,
         )
         return {**summary, "status": "WAITING", "skipped": f"batch {blocker.batch_id} is {blocker.status}"}
-    if existing is not None:  # re-opening the window of a dead attempt: no part of it may linger
-        delete_batch_objects(
-            s3, settings.get("bucket"), source.name, batch_id, partition_prefix(source.name, now)
-        )
 
     ledger.start_batch(
         session,

@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import ledger
 from .ledger import BatchRecord
 from .loading import REJECTS_TABLE
@@ -57,13 +59,26 @@ def close_dead_batches(
     return blocker
 
 
-def abandon_if_stuck(session: Any, settings: Settings, source: Source, batch_id: str, s3_client: Any) -> bool:
-    """Abandon the window's own STAGED batch when the pipe could not load it; True if it was."""
-    for batch in ledger.batches(session, settings, ledger.STAGED, source.name):
-        reason = _dead_reason(batch) if batch.batch_id == batch_id else None
-        if reason is not None:
-            abandon(session, settings, source, batch, reason, s3_client)
-            return True
+def close_earlier_attempt(
+    session: Any, settings: Settings, source: Source, batch_id: str, s3_client: Any
+) -> bool:
+    """Abandon an earlier attempt at this very window so the new one starts under a new id; True if closed.
+
+    A STARTED or FAILED batch of the window is this source's own attempt that died or failed; a STAGED one
+    counts only when the pipe could not load it. A new id (never a reused one) means no part of the old
+    attempt can mix with the new one's files, whatever became of its objects.
+    """
+    for batch in ledger.batches(session, settings, ledger.OPEN_STATUSES, source.name):
+        if batch.batch_id != batch_id:
+            continue
+        if batch.status == ledger.STAGED:
+            reason = _dead_reason(batch)
+        else:
+            reason = f"abandoned: superseded by a new attempt at its window (it was {batch.status})"
+        if reason is None:
+            return False
+        abandon(session, settings, source, batch, reason, s3_client)
+        return True
     return False
 
 
@@ -81,13 +96,23 @@ def _dead_reason(batch: BatchRecord) -> str | None:
 def abandon(
     session: Any, settings: Settings, source: Source, batch: BatchRecord, reason: str, s3_client: Any
 ) -> None:
-    """Remove a batch's objects (first, so a pipe cannot load them later) and rows, then close it."""
-    removed = delete_batch_objects(
-        s3_client, settings.get("bucket"), source.name, batch.batch_id, batch.partition_prefix
-    )
+    """Remove a batch's objects (first, so a pipe cannot load them later) and rows, then close it.
+
+    Objects that cannot be removed (the writer role lacks s3:ListBucket or s3:DeleteObject, say) do not keep
+    the source stuck: the batch is closed all the same, its ledger row says which objects stayed, and no
+    refresh ever asks for an abandoned batch's folder.
+    """
+    try:
+        removed = delete_batch_objects(
+            s3_client, settings.get("bucket"), source.name, batch.batch_id, batch.partition_prefix
+        )
+        outcome = f"removed {removed} staged object(s)"
+    except (BotoCoreError, ClientError) as exc:
+        outcome = f"its objects under {batch.partition_prefix}batch_id={batch.batch_id}/ stay: {exc}"
+        reason = f"{reason}; {outcome}"
     for table in (source.raw_table, REJECTS_TABLE):
         session.sql(
             f"DELETE FROM {settings.table(table)} WHERE batch_id = ?", params=[batch.batch_id]
         ).collect()
     ledger.abandon_batch(session, settings, batch.batch_id, reason)
-    log.warning("%s batch %s %s; removed %d staged object(s)", source.name, batch.batch_id, reason, removed)
+    log.warning("%s batch %s %s; %s", source.name, batch.batch_id, reason, outcome)

@@ -24,3 +24,46 @@ def batch(status: str, age: int | None = 60, error: str | None = None) -> BatchR
 )
 def test_dead_reason(record, reason):
     assert _dead_reason(record) == reason
+
+
+class _Session:
+    """Records statements; enough for abandon(), which only writes."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, list]] = []
+
+    def sql(self, query: str, params: list | None = None):
+        self.statements.append((query, params or []))
+        return self
+
+    def collect(self) -> list:
+        return []
+
+
+class _DeniedS3:
+    def get_paginator(self, name: str):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
+
+
+def test_a_batch_whose_objects_cannot_be_removed_is_closed_all_the_same():
+    from api2snow.recovery import abandon
+    from api2snow.settings import Settings
+    from api2snow.sources import get_source
+
+    session = _Session()
+    record = BatchRecord("b-1", "api_b", ledger.FAILED, 0, 0, None, {}, "source=api_b/dt=2026-11-30/hour=10/")
+    settings = Settings(database="DB", values={"bucket": "landing"})
+    abandon(session, settings, get_source("api_b"), record, "abandoned: its extract failed", _DeniedS3())
+    deletes = [q for q, _ in session.statements if q.startswith("DELETE FROM")]
+    assert deletes == [
+        "DELETE FROM DB.RAW.API_B_EVENTS WHERE batch_id = ?",
+        "DELETE FROM DB.RAW.REJECTED_RECORDS WHERE batch_id = ?",
+    ]
+    [(update, params)] = [(q, p) for q, p in session.statements if q.startswith("UPDATE")]
+    assert params[0] == ledger.ABANDONED
+    assert params[1].startswith(
+        "abandoned: its extract failed; its objects under source=api_b/dt=2026-11-30/"
+    )
+    assert "AccessDenied" in params[1]
