@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from api2snow.sqltime import UTC_NOW
+
 LOAD_HISTORY_DDL = """CREATE TABLE IF NOT EXISTS {database}.OPS.LOCAL_PIPE_LOAD_HISTORY (
     PIPE_NAME STRING NOT NULL,
     FILE_NAME STRING NOT NULL,
@@ -341,6 +343,6 @@ class LocalPipeLoader:
         self._run(
             f"INSERT INTO {self.database}.OPS.LOCAL_PIPE_LOAD_HISTORY "
             "(pipe_name, file_name, row_count, status, first_error_message, last_load_time) "
-            "SELECT ?, ?, ?, ?, ?, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ",
+            f"SELECT ?, ?, ?, ?, ?, {UTC_NOW}",
             [pipe.name, file_name, rows, status, error],
         )

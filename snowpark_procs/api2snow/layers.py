@@ -14,6 +14,7 @@ from typing import Any
 from . import ledger
 from .settings import Settings
 from .sources import SOURCES
+from .sqltime import UTC_NOW
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,10 @@ def merge_statement(
     matched = "WHEN MATCHED" + (f" AND {update_condition}" if update_condition else "")
     updates = ", ".join(f"tgt.{c} = src.{c}" for c in payload if c not in keys)
     insert_cols = ", ".join([*payload, stamp_column])
-    now = "CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ"  # naive UTC in any session
-    insert_vals = ", ".join([*(f"src.{c}" for c in payload), now])
+    insert_vals = ", ".join([*(f"src.{c}" for c in payload), UTC_NOW])
     return (
         f"MERGE INTO {target} AS tgt USING ({source_query}) AS src ON {on} "
-        f"{matched} THEN UPDATE SET {updates}, tgt.{stamp_column} = {now} "
+        f"{matched} THEN UPDATE SET {updates}, tgt.{stamp_column} = {UTC_NOW} "
         f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
     )
 

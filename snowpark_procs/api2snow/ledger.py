@@ -16,6 +16,7 @@ from typing import Any
 
 from . import redaction
 from .settings import Settings
+from .sqltime import UTC_NOW
 
 STARTED, STAGED, LOADED, MERGED, FAILED = "STARTED", "STAGED", "LOADED", "MERGED", "FAILED"
 ABANDONED = "ABANDONED"  # terminal: never loaded, its files removed; its window is read again
@@ -56,10 +57,10 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
             ON wm.source = incoming.src
         WHEN MATCHED AND (wm.watermark IS NULL OR incoming.new_wm > wm.watermark) THEN UPDATE SET
             wm.watermark = incoming.new_wm, wm.batch_id = incoming.bid,
-            wm.updated_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+            wm.updated_at = {UTC_NOW}
         WHEN NOT MATCHED THEN INSERT (source, watermark, batch_id, updated_at)
             VALUES (incoming.src, incoming.new_wm, incoming.bid,
-                CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)""",
+                {UTC_NOW})""",
         params=[source, value.isoformat(sep=" "), batch_id],
     ).collect()
 
@@ -103,14 +104,13 @@ def start_batch(
     window_end: datetime,
     partition_prefix: str,
 ) -> None:
-    """Open (or re-open, for a retried window) the ledger row of a batch."""
+    """Open the ledger row of a new batch (ids are never reused: ingest.next_batch_id)."""
     table = settings.table("OPS.BATCH_LEDGER")
-    session.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id]).collect()
     session.sql(
         f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
             status, started_at)
         SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED',
-            CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ""",
+            {UTC_NOW}""",
         params=[
             batch_id,
             source,
@@ -136,7 +136,7 @@ def finish_staging(
             status = 'STAGED', fetched = ?, staged = ?, rejected = ?, duplicates = ?, parts = ?,
             max_updated_at = CAST(? AS TIMESTAMP_NTZ), manifest = PARSE_JSON(?), http_stats = PARSE_JSON(?),
             complete = ?, remaining = ?,
-            staged_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+            staged_at = {UTC_NOW}
         WHERE batch_id = ?""",
         params=[
             counts["fetched"],
@@ -189,7 +189,7 @@ def set_status(session: Any, settings: Settings, batch_ids: list[str], status: s
     cleared = ", error_message = NULL" if status == LOADED else ""  # a slow load noted earlier did finish
     session.sql(
         f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?{cleared}, "
-        f"{column} = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ WHERE batch_id IN ({marks})",
+        f"{column} = {UTC_NOW} WHERE batch_id IN ({marks})",
         params=[status, *batch_ids],
     ).collect()
 
@@ -202,7 +202,7 @@ def batches(
     query = (
         "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
         "partition_prefix, started_at, error_message, "
-        "DATEDIFF('second', started_at, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ) "
+        f"DATEDIFF('second', started_at, {UTC_NOW}) "
         "AS age_seconds "
         f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status IN ({', '.join('?' for _ in statuses)})"
     )

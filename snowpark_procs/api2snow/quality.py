@@ -10,6 +10,7 @@ from typing import Any
 
 from .platform import is_graph_run
 from .settings import Settings
+from .sqltime import UTC_NOW
 
 
 class DataQualityError(RuntimeError):
@@ -22,7 +23,7 @@ def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
         f"""INSERT INTO {results}
             (run_id, check_name, source, severity, observed_value, threshold, passed, details, checked_at)
         SELECT ?, check_name, source, severity, observed_value, threshold, passed, details,
-            CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+            {UTC_NOW}
         FROM {settings.table("ANALYTICS.VW_DQ_CHECKS")}""",
         params=[run_id],
     ).collect()

@@ -7,6 +7,7 @@ from typing import Any
 
 from .settings import Settings
 from .sources import SOURCES
+from .sqltime import UTC_NOW
 
 log = logging.getLogger(__name__)
 LEDGER_METRICS = ("fetched", "staged", "rejected", "duplicates")
@@ -43,7 +44,7 @@ def publish_metrics(session: Any, settings: Settings, run_id: str) -> dict[str, 
         f"INSERT INTO {settings.table('OPS.PIPELINE_METRICS')} "
         f"(run_id, metric_name, source, metric_value, recorded_at) "
         "SELECT column1, column2, column3, column4, "
-        f"CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ FROM VALUES {values}",
+        f"{UTC_NOW} FROM VALUES {values}",
         params=params,
     ).collect()
     return {"run_id": run_id, "metrics": len(metrics)}
@@ -92,9 +93,9 @@ def _merge_run_row(session: Any, settings: Settings, outcome: dict[str, Any]) ->
         WHEN MATCHED THEN UPDATE SET
             runs.state = outcome.state, runs.tasks_succeeded = outcome.succeeded,
             runs.tasks_failed = outcome.failed, runs.first_error = outcome.first_error,
-            runs.finished_at = CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ
+            runs.finished_at = {UTC_NOW}
         WHEN NOT MATCHED THEN INSERT (run_id, state, tasks_succeeded, tasks_failed, first_error, finished_at)
             VALUES (outcome.run_id, outcome.state, outcome.succeeded, outcome.failed, outcome.first_error,
-                CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)""",
+                {UTC_NOW})""",
         params=[outcome[k] for k in ("run_id", "state", "tasks_succeeded", "tasks_failed", "first_error")],
     ).collect()

@@ -288,14 +288,14 @@ class OffsetPaginator(BasePaginator):
         anchors = {a: f for a, f in self._anchors.items() if a is not None}
         if not anchors:
             return records
-        keys = [self.record_key(r) for r in records]  # type: ignore[misc]
-        window = len(self._anchors) if not self._realign_steps else len(keys)
-        found = [i for i in range(min(window, len(keys))) if keys[i] in anchors]
+        key = self.record_key
+        window = len(records) if self._realign_steps else min(len(self._anchors), len(records))
+        head = [key(r) for r in records[:window]]  # type: ignore[misc]  # only the overlap, on a normal page
+        found = [i for i, k in enumerate(head) if k in anchors]
         if found:
-            last = found[-1]
-            changed = [records[i] for i in found if _fingerprint(records[i]) != anchors[keys[i]]]
-            return changed + records[last + 1 :]
-        if any(key in anchors for key in keys):
+            changed = [records[i] for i in found if _fingerprint(records[i]) != anchors[head[i]]]
+            return changed + records[found[-1] + 1 :]
+        if any(key(r) in anchors for r in records[window:]):  # type: ignore[misc]
             return records  # shifted forward (records inserted before): repeats are dropped downstream
         if self._requested == 0:
             return records  # nothing earlier to look at: the anchors were updated or deleted
