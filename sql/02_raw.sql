@@ -1,5 +1,8 @@
 -- RAW layer: the landing stage on S3, the RAW tables, and the pipes that load them.
 -- Pipes are created only if absent: recreating a pipe drops its load history and could reload files.
+-- Pipes auto-ingest: the bucket's event notification (put by the deploy from SHOW PIPES'
+-- notification_channel) queues each created part; REFRESH_PIPE / WAIT_FOR_LOAD only refresh what a
+-- notification missed, and COPY files older than REFRESH's 7-day window (docs/ARCHITECTURE.md).
 -- LOADED_AT is the pipeline's one TIMESTAMP_LTZ column: Snowpipe's METADATA$START_SCAN_TIME, an absolute
 -- instant (a pipe's COPY cannot be changed in place, and an LTZ value cannot be misread). Whatever reads it
 -- converts it to naive UTC, CONVERT_TIMEZONE('UTC', loaded_at)::TIMESTAMP_NTZ, as VW_RAW_STATS does.
@@ -54,6 +57,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.REJECTED_RECORDS (
 
 -- Loads API A parts (not rejects, not manifests) into RAW.API_A_EVENTS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.API_A_EVENTS_PIPE
+AUTO_INGEST = TRUE
 COMMENT = 'api2snow: loads source=api_a parts'
 AS
 COPY INTO <% ctx.env.database %>.RAW.API_A_EVENTS (PAYLOAD, FILE_NAME, FILE_ROW_NUMBER, BATCH_ID, LOADED_AT)
@@ -71,6 +75,7 @@ FILE_FORMAT = (FORMAT_NAME = '<% ctx.env.database %>.RAW.JSONL_GZ');
 
 -- Loads API B parts into RAW.API_B_EVENTS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.API_B_EVENTS_PIPE
+AUTO_INGEST = TRUE
 COMMENT = 'api2snow: loads source=api_b parts'
 AS
 COPY INTO <% ctx.env.database %>.RAW.API_B_EVENTS (PAYLOAD, FILE_NAME, FILE_ROW_NUMBER, BATCH_ID, LOADED_AT)
@@ -88,6 +93,7 @@ FILE_FORMAT = (FORMAT_NAME = '<% ctx.env.database %>.RAW.JSONL_GZ');
 
 -- Loads API C parts into RAW.API_C_CAMERAS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.API_C_CAMERAS_PIPE
+AUTO_INGEST = TRUE
 COMMENT = 'api2snow: loads source=api_c parts'
 AS
 COPY INTO <% ctx.env.database %>.RAW.API_C_CAMERAS (PAYLOAD, FILE_NAME, FILE_ROW_NUMBER, BATCH_ID, LOADED_AT)
@@ -105,6 +111,7 @@ FILE_FORMAT = (FORMAT_NAME = '<% ctx.env.database %>.RAW.JSONL_GZ');
 
 -- Loads rejects files of every source into RAW.REJECTED_RECORDS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.REJECTED_RECORDS_PIPE
+AUTO_INGEST = TRUE
 COMMENT = 'api2snow: loads _rejects files'
 AS
 COPY INTO <% ctx.env.database %>.RAW.REJECTED_RECORDS (PAYLOAD, FILE_NAME, FILE_ROW_NUMBER, BATCH_ID, LOADED_AT)

@@ -22,12 +22,38 @@ WITH clean_stats AS (
     GROUP BY source
 ),
 
+-- RAW rows of batches the ledger says loaded: auto-ingest can land a part of a batch abandoned meanwhile
+-- (CLEAN never reads it, and WAIT_FOR_LOAD removes it again), which no check may count.
+raw_loaded AS (
+    SELECT
+        batches.source,
+        COUNT(*) AS raw_rows,
+        COUNT(DISTINCT raw.event_id) AS raw_distinct_ids
+    FROM (
+        SELECT
+            batch_id,
+            payload:event_id::STRING AS event_id
+        FROM <% ctx.env.database %>.RAW.API_A_EVENTS
+        UNION ALL
+        SELECT
+            batch_id,
+            payload:event_id::STRING AS event_id
+        FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+    ) AS raw
+    INNER JOIN <% ctx.env.database %>.OPS.BATCH_LEDGER AS batches
+        ON raw.batch_id = batches.batch_id
+    WHERE batches.status IN ('LOADED', 'MERGED')
+    GROUP BY batches.source
+),
+
 raw_stats AS (
     SELECT
-        source,
-        raw_rows,
-        raw_distinct_ids
-    FROM <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS
+        sources.source,
+        COALESCE(raw_loaded.raw_rows, 0) AS raw_rows,
+        COALESCE(raw_loaded.raw_distinct_ids, 0) AS raw_distinct_ids
+    FROM (SELECT column1 AS source FROM VALUES ('api_a'), ('api_b')) AS sources
+    LEFT JOIN raw_loaded
+        ON sources.source = raw_loaded.source
 ),
 
 ledger_stats AS (

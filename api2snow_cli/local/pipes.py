@@ -4,6 +4,9 @@ fakesnow cannot parse CREATE PIPE or COPY with METADATA$ columns, so the local s
 COPY statement itself: the target table and columns, the stage path, the PATTERN and the SELECT list.
 On REFRESH it lists the stage path under the prefix, skips files in its load history (as Snowpipe does),
 and runs the pipe's own SELECT list over the file's rows, with $1 and METADATA$ columns bound to them.
+An AUTO_INGEST pipe also loads a file when its queue says S3 created it (`load_notified`, fed by
+auto_ingest.py), and `copy_files` is a bulk COPY of named files through a pipe's SELECT (the recovery of
+files older than REFRESH's 7-day window), with its own load history as a table's COPY has.
 
 A file's rows and its load-history row commit together, as Snowpipe's do: a kill or an error between the
 two leaves neither, and the next REFRESH loads the file once. The transaction runs on a connection of the
@@ -17,12 +20,14 @@ recorded as loaded, by file name, at a pipe's first refresh, so they are not loa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -43,6 +48,14 @@ LANDING_DDL = """CREATE TABLE IF NOT EXISTS {database}.OPS.LOCAL_PIPE_LANDING (
     FILE_ROW_NUMBER NUMBER
 )"""
 INSERT_CHUNK_ROWS = 400
+# ALTER PIPE ... REFRESH queues only files staged in the last 7 days (Snowflake's alter-pipe page).
+REFRESH_WINDOW_SECONDS = 7 * 86_400
+
+
+def copy_history_name(table: str) -> str:
+    """Where the local load history keeps a bulk COPY's loads: the table's own load metadata."""
+    return f"COPY INTO {table.upper()}"
+
 
 _PIPE = re.compile(
     r"^CREATE\s+(?:OR\s+REPLACE\s+)?PIPE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.$\"]+).*?\bAS\s+"
@@ -50,6 +63,7 @@ _PIPE = re.compile(
     r"\s+FROM\s+@(?P<stage>[\w.$\"]+)(?P<path>/[^\s)]*)?\s*\)(?P<options>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
+_AUTO_INGEST = re.compile(r"\bAUTO_INGEST\s*=\s*TRUE\b", re.IGNORECASE)
 _PATTERN = re.compile(r"PATTERN\s*=\s*'((?:[^']|'')*)'", re.IGNORECASE)
 _METADATA = {
     r"\$1\b": "landing.payload",
@@ -81,6 +95,7 @@ class PipeDefinition:
     stage: str
     path: str
     pattern: str | None
+    auto_ingest: bool = False
 
     @classmethod
     def parse(cls, statement: str) -> PipeDefinition:
@@ -96,6 +111,7 @@ class PipeDefinition:
             stage=match.group("stage").upper(),
             path=(match.group("path") or "/").lstrip("/"),
             pattern=pattern.group(1).replace("''", "'") if pattern else None,
+            auto_ingest=bool(_AUTO_INGEST.search(statement[: match.start("table")])),
         )
 
     @property
@@ -156,6 +172,7 @@ class LocalPipeLoader:
         self._connection_parameters = connection_parameters
         self._connection: Any = None
         self._checked_pipes: set[str] = set()
+        self.refresh_window_seconds = REFRESH_WINDOW_SECONDS
 
     def register(self, statement: str) -> PipeDefinition:
         """CREATE PIPE IF NOT EXISTS semantics: an existing pipe keeps its definition and history."""
@@ -164,6 +181,10 @@ class LocalPipeLoader:
         if pipe.stage not in self._stages:  # resolved once, while sql/ is applied (stages come first)
             self._stages[pipe.stage] = self._stage_location(pipe.stage)
         return self.pipes[pipe.name]
+
+    def auto_ingest_pipes(self) -> list[tuple[PipeDefinition, str, str]]:
+        """The AUTO_INGEST pipes with the bucket and key prefix of their stage."""
+        return [(p, *self._stages[p.stage]) for p in self.pipes.values() if p.auto_ingest]
 
     def ensure_history_table(self) -> None:
         self.session.sql(LOAD_HISTORY_DDL.format(database=self.database)).collect()
@@ -183,6 +204,7 @@ class LocalPipeLoader:
     def load_errors(self, table: str, file_names: list[str]) -> dict[str, str]:
         """Files among `file_names` whose load into `table` failed, with the error (like COPY_HISTORY)."""
         pipes = [p.name for p in self.pipes.values() if p.table == table.upper()]
+        pipes.append(copy_history_name(table.upper()))  # COPY_HISTORY holds bulk COPY loads too
         if not pipes or not file_names:
             return {}
         rows = self.session.sql(
@@ -256,29 +278,41 @@ class LocalPipeLoader:
                 self._record(pipe, file_name, int(count), "Loaded", None)
         self._checked_pipes.add(pipe.name)
 
-    def refresh(self, pipe_name: str, prefix: str = "") -> dict[str, Any]:
-        """ALTER PIPE ... REFRESH PREFIX = prefix: load every matching file not loaded before."""
+    def _pipe(self, pipe_name: str) -> PipeDefinition:
         pipe = self.pipes.get(pipe_name.upper())
         if pipe is None:
             raise PipeError(f"pipe {pipe_name} does not exist (no CREATE PIPE for it in sql/)")
-        with self._lock:  # one refresh at a time per loader, as Snowpipe serialises a pipe's loads
+        return pipe
+
+    def _load_or_note(self, pipe: PipeDefinition, bucket: str, key: str, file_name: str) -> int | None:
+        """Load one file; a file that does not load is recorded `Load failed` (as Snowpipe records it) and
+        gives None. Other errors propagate, and the file stays unrecorded for a later attempt."""
+        try:
+            return self._load_file(pipe, bucket, key, file_name)
+        except FileLoadError as exc:
+            self._record(pipe, file_name, 0, "Load failed", str(exc))
+            return None
+
+    def refresh(self, pipe_name: str, prefix: str = "") -> dict[str, Any]:
+        """ALTER PIPE ... REFRESH PREFIX = prefix: load every matching file staged within the refresh window
+        (7 days, like Snowpipe's) and not loaded before."""
+        pipe = self._pipe(pipe_name)
+        with self._lock:  # one load at a time per loader, as Snowpipe serialises a pipe's loads
             bucket, stage_root = self._stages[pipe.stage]
-            base = stage_root + pipe.path
             self._record_unrecorded_loads(pipe)
             done = self._loaded_files(pipe)
+            oldest = datetime.now(UTC) - timedelta(seconds=self.refresh_window_seconds)
             loaded: list[dict[str, Any]] = []
             failed: list[str] = []
-            for key in self._list(bucket, base + prefix):
+            for key, modified in self._list(bucket, stage_root + pipe.path + prefix):
                 file_name = key[len(stage_root) :]  # METADATA$FILENAME is relative to the stage
-                if file_name in done or not pipe.covers(file_name):
+                if file_name in done or not pipe.covers(file_name) or modified < oldest:
                     continue
-                try:
-                    rows = self._load_file(pipe, bucket, key, file_name)
-                except FileLoadError as exc:  # like Snowpipe: the file is marked failed, the refresh goes on
-                    self._record(pipe, file_name, 0, "Load failed", str(exc))
+                rows = self._load_or_note(pipe, bucket, key, file_name)
+                if rows is None:
                     failed.append(file_name)
-                    continue
-                loaded.append({"file": file_name, "rows": rows})
+                else:
+                    loaded.append({"file": file_name, "rows": rows})
         return {
             "pipe": pipe.name,
             "prefix": prefix,
@@ -287,11 +321,59 @@ class LocalPipeLoader:
             "files_failed": failed,
         }
 
-    def _list(self, bucket: str, prefix: str) -> list[str]:
-        keys: list[str] = []
+    def load_notified(self, bucket: str, key: str) -> int:
+        """An S3 ObjectCreated event from the pipes' queue: load the object into each AUTO_INGEST pipe
+        whose path and PATTERN cover it, unless that pipe loaded it before. Returns the pipes it loaded."""
+        loaded = 0
+        with self._lock:
+            for pipe in [p for p in self.pipes.values() if p.auto_ingest]:
+                pipe_bucket, stage_root = self._stages[pipe.stage]
+                file_name = key[len(stage_root) :]
+                if pipe_bucket != bucket or not key.startswith(stage_root) or not pipe.covers(file_name):
+                    continue
+                self._record_unrecorded_loads(pipe)
+                if file_name not in self._loaded_files(pipe):
+                    loaded += self._load_or_note(pipe, bucket, key, file_name) is not None
+        return loaded
+
+    def unloaded_files(self, pipe: PipeDefinition, since: datetime) -> list[str]:
+        """Keys of the files `pipe` covers, created after `since`, that it has not loaded (nor failed)."""
+        with self._lock:
+            bucket, stage_root = self._stages[pipe.stage]
+            self._record_unrecorded_loads(pipe)
+            done = self._loaded_files(pipe)
+            return [
+                key
+                for key, modified in self._list(bucket, stage_root + pipe.path)
+                if modified >= since
+                and key[len(stage_root) :] not in done
+                and pipe.covers(key[len(stage_root) :])
+            ]
+
+    def copy_files(self, pipe_name: str, file_names: list[str]) -> dict[str, Any]:
+        """COPY INTO the pipe's table through the pipe's SELECT, FILES = exactly `file_names` (relative to
+        the stage). Like a bulk COPY it skips only files in the table's own COPY load metadata, which does
+        not include the pipe's loads: the caller must know the files are not in the table."""
+        pipe = self._pipe(pipe_name)
+        bulk = dataclasses.replace(pipe, name=copy_history_name(pipe.table))
+        with self._lock:
+            bucket, stage_root = self._stages[pipe.stage]
+            done = self._loaded_files(bulk)
+            loaded: list[str] = []
+            failed: list[str] = []
+            for file_name in file_names:
+                if file_name in done:
+                    continue
+                rows = self._load_or_note(bulk, bucket, stage_root + file_name, file_name)
+                (failed if rows is None else loaded).append(file_name)
+        return {"pipe": pipe.name, "files_loaded": len(loaded), "files_failed": failed}
+
+    def _list(self, bucket: str, prefix: str) -> list[tuple[str, datetime]]:
+        """(key, LastModified) of the objects under `prefix`, in key order."""
+        found: list[tuple[str, datetime]] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [obj["Key"] for obj in page.get("Contents", [])]
-        return sorted(keys)
+            found += [(obj["Key"], obj["LastModified"]) for obj in page.get("Contents", [])]
+        return sorted(found)
 
     def _load_file(self, pipe: PipeDefinition, bucket: str, key: str, file_name: str) -> int:
         """The file's rows into the pipe's table and its history row, in one transaction."""

@@ -79,6 +79,10 @@ class LocalPlatform:
         with platform_side():  # Snowpipe reads the stage, not the procedure
             return self.loader.refresh(pipe, prefix)
 
+    def copy_files(self, session: Any, pipe: str, file_names: list[str]) -> dict[str, Any]:
+        with platform_side():  # the warehouse reads the stage, not the procedure
+            return self.loader.copy_files(pipe, file_names)
+
     def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
         with platform_side():
             return self.loader.load_errors(table, file_names)

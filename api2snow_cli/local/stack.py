@@ -21,6 +21,7 @@ from api2snow.platform import AwsCredentials
 
 from ..project import PROJECT_ROOT, Project, host_port
 from . import egress
+from .auto_ingest import LocalSnowpipeQueue
 from .mock_apis.context import Credentials
 from .mock_apis.server import MockApiConfig, MockApis
 from .pipes import LocalPipeLoader, is_pipe_statement
@@ -90,6 +91,7 @@ class LocalStack:
         self.warehouse: LocalWarehouse | None = None
         self.project: Project | None = None
         self.loader: LocalPipeLoader | None = None
+        self.snowpipe_queue: LocalSnowpipeQueue | None = None
         self.dispatcher: ProcedureDispatcher | None = None
         self.graph: TaskGraph | None = None
 
@@ -135,12 +137,26 @@ class LocalStack:
         self.dispatcher = ProcedureDispatcher(procedures, session, allowed)
         progress("applying sql/")
         self.apply_sql()
+        self._start_auto_ingest()
         secrets = LocalSecrets(access, AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET))
         platform_seam.set_platform(LocalPlatform(secrets, self.loader, database))
         return self
 
+    def _start_auto_ingest(self) -> None:
+        """The pipes' queue, the bucket's notification to it (as deploy puts it), the events a durable
+        queue would still hold from an earlier process, and Snowpipe's consumer."""
+        assert self.loader is not None
+        self.snowpipe_queue = LocalSnowpipeQueue(
+            self.loader, self.s3.endpoint_url, self.s3.region, (LOCAL_AWS_KEY, LOCAL_AWS_SECRET)
+        )
+        self.snowpipe_queue.subscribe(self.s3.client())
+        self.snowpipe_queue.redeliver()
+        self.snowpipe_queue.start()
+
     def stop(self) -> None:
         platform_seam.set_platform(None)
+        if self.snowpipe_queue is not None:
+            self.snowpipe_queue.stop()
         if self.loader is not None:
             self.loader.close()
         if self.warehouse is not None:

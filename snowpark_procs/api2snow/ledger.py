@@ -38,6 +38,7 @@ class BatchRecord:
     started_at: datetime | None = None
     error_message: str | None = None
     age_seconds: int | None = None  # since STARTED, measured by the warehouse (same clock as started_at)
+    staged_age_seconds: int | None = None  # since STAGED (STARTED while still staging), same clock
 
 
 def read_watermark(session: Any, settings: Settings, source: str) -> datetime | None:
@@ -203,7 +204,8 @@ def batches(
         "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
         "partition_prefix, started_at, error_message, "
         f"DATEDIFF('second', started_at, {UTC_NOW}) "
-        "AS age_seconds "
+        "AS age_seconds, "
+        f"DATEDIFF('second', COALESCE(staged_at, started_at), {UTC_NOW}) AS staged_age_seconds "
         f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status IN ({', '.join('?' for _ in statuses)})"
     )
     params: list[Any] = list(statuses)
@@ -224,6 +226,7 @@ def batches(
             started_at=row["STARTED_AT"],
             error_message=row["ERROR_MESSAGE"],
             age_seconds=row["AGE_SECONDS"],
+            staged_age_seconds=row["STAGED_AGE_SECONDS"],
         )
         for row in rows
     ]

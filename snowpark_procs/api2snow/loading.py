@@ -1,4 +1,11 @@
-"""Snowpipe side of a batch: queue its parts (ALTER PIPE REFRESH) and wait until RAW holds every row.
+"""Snowpipe side of a batch: wait until RAW holds every row, and catch what auto-ingest missed.
+
+The pipes auto-ingest: each part is queued by the bucket's event notification as it is written. REFRESH
+is only the safety net (Snowflake documents it for recovery, not routine loads): a batch whose parts are
+still not all in RAW `pipe_refresh_grace_seconds` after it was staged has the folders of its missing
+parts refreshed. REFRESH sees only files staged in the last 7 days, so a batch older than that (a suspended
+graph, a long outage) has exactly its files that have no row in RAW copied with the pipe's own COPY
+(platform.copy_files); a file with rows in RAW is never copied, so nothing loads twice.
 
 Completion is judged in plain SQL on the RAW tables (rows per file of the batch against the manifest),
 the same query in Snowflake and locally, so "staged = loaded" is checked exactly, not assumed.
@@ -17,10 +24,18 @@ from .ledger import BatchRecord
 from .platform import Platform
 from .settings import Settings
 from .sources import SOURCES, get_source
+from .sqltime import UTC_NOW
 
 log = logging.getLogger(__name__)
 REJECTS_PIPE = "RAW.REJECTED_RECORDS_PIPE"
 REJECTS_TABLE = "RAW.REJECTED_RECORDS"
+# REFRESH queues files staged within the last 7 days; a day less leaves room for a batch's files being
+# staged up to an ingest timeout after the batch started, and for clocks.
+COPY_AFTER_SECONDS = 6 * 86_400
+# Auto-ingest can load a part after its batch was abandoned (the notification was queued before the objects
+# were removed); it does so within minutes of the part's creation, so abandoned batches this recent are
+# cleared of such rows by every WAIT_FOR_LOAD.
+LATE_LOAD_SECONDS = 2 * 86_400
 
 
 class Landing(NamedTuple):
@@ -48,16 +63,85 @@ def _batch_prefix(key: str, root: str) -> str:
 
 
 def refresh(session: Any, platform: Platform, settings: Settings, source_name: str) -> dict[str, Any]:
-    """Queue every STAGED batch of a source on its pipe (and its rejects on the rejects pipe)."""
-    targets = landings(source_name)  # validates the name even when nothing is staged
-    queued = []
+    """The safety net for a source's STAGED batches: queue the parts auto-ingest has not loaded once the
+    batch is past the grace period (REFRESH, or COPY past REFRESH's window); a newer batch is left alone."""
+    landings(source_name)  # validates the name even when nothing is staged
+    grace = settings.get_int("pipe_refresh_grace_seconds")
+    caught: dict[str, list[str]] = {"refresh": [], "copy": []}
     for batch in ledger.batches(session, settings, ledger.STAGED, source_name):
-        for landing in targets:
-            files = batch.manifest.get(landing.manifest_key, [])
-            for prefix in sorted({_batch_prefix(f["key"], landing.stage_path) for f in files}):
-                platform.refresh_pipe(session, settings.table(landing.pipe), prefix)
-        queued.append(batch.batch_id)
-    return {"source": source_name, "batches_refreshed": len(queued), "batch_ids": queued}
+        missing, problem = unloaded_parts(session, settings, batch)
+        if missing and problem is None and (batch.staged_age_seconds or 0) >= grace:
+            caught[catch_missed(session, platform, settings, batch, missing)].append(batch.batch_id)
+    return {
+        "source": source_name,
+        "batches_refreshed": len(caught["refresh"]),
+        "batches_copied": len(caught["copy"]),
+        "batch_ids": caught["refresh"] + caught["copy"],
+    }
+
+
+def catch_missed(
+    session: Any,
+    platform: Platform,
+    settings: Settings,
+    batch: BatchRecord,
+    missing: dict[Landing, list[str]],
+) -> str:
+    """Queue a batch's missing parts: REFRESH their folders, or, past REFRESH's window, COPY exactly the
+    files without a row in RAW. Returns "refresh" or "copy"."""
+    if (batch.age_seconds or 0) >= COPY_AFTER_SECONDS:
+        for landing, keys in missing.items():
+            absent = [key for key in keys if _has_no_rows(session, settings, landing, batch, key)]
+            if absent:
+                platform.copy_files(session, settings.table(landing.pipe), absent)
+        log.warning(
+            "%s batch %s is past REFRESH's 7-day window: copied its missing files",
+            batch.source,
+            batch.batch_id,
+        )
+        return "copy"
+    for landing, keys in missing.items():
+        for prefix in sorted({_batch_prefix(key, landing.stage_path) for key in keys}):
+            platform.refresh_pipe(session, settings.table(landing.pipe), prefix)
+    log.info(
+        "%s batch %s: refreshed %d part(s) auto-ingest had not loaded",
+        batch.source,
+        batch.batch_id,
+        sum(len(keys) for keys in missing.values()),
+    )
+    return "refresh"
+
+
+def _has_no_rows(session: Any, settings: Settings, landing: Landing, batch: BatchRecord, key: str) -> bool:
+    """Checked just before a COPY, so a file that has any row in RAW (however it got there) is not copied."""
+    loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
+    return loaded.get(posixpath.basename(key), 0) == 0
+
+
+def delete_raw_rows(session: Any, settings: Settings, source_name: str, batch_ids: list[str]) -> None:
+    """Remove the rows these batches of a source put in RAW (its events and its rejects)."""
+    marks = ", ".join("?" for _ in batch_ids)
+    for landing in landings(source_name):
+        session.sql(
+            f"DELETE FROM {settings.table(landing.table)} WHERE batch_id IN ({marks})", params=batch_ids
+        ).collect()
+
+
+def purge_late_loads(session: Any, settings: Settings) -> int:
+    """Clear RAW of rows auto-ingest loaded for recently abandoned batches; returns how many batches.
+    CLEAN never reads them (it merges LOADED batches only); this keeps RAW to what the ledger accounts for."""
+    rows = session.sql(
+        f"SELECT source, batch_id FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status = ? "
+        f"AND started_at >= DATEADD('second', ?, {UTC_NOW})",
+        params=[ledger.ABANDONED, -LATE_LOAD_SECONDS],
+    ).collect()
+    by_source: dict[str, list[str]] = {}
+    for row in rows:
+        by_source.setdefault(row["SOURCE"], []).append(row["BATCH_ID"])
+    for source_name, batch_ids in by_source.items():
+        if source_name in SOURCES:
+            delete_raw_rows(session, settings, source_name, batch_ids)
+    return len(rows)
 
 
 def _loaded_rows(session: Any, table: str, batch_id: str) -> dict[str, int]:
@@ -125,8 +209,12 @@ def wait_for_load(
     for source in SOURCES.values():
         if source.incremental:  # a kill between LOADED and the watermark update is repaired here too
             ledger.repair_watermark(session, settings, source.name)
-    deadline = time.monotonic() + timeout_s
+    purge_late_loads(session, settings)
+    start = time.monotonic()
+    deadline = start + timeout_s
+    grace = settings.get_int("pipe_refresh_grace_seconds")
     pending = ledger.batches(session, settings, ledger.STAGED)
+    net_due = {b.batch_id: start + max(0, grace - (b.staged_age_seconds or 0)) for b in pending}
     loaded: list[str] = []
     stuck: dict[str, str] = {}
     while True:
@@ -137,6 +225,11 @@ def wait_for_load(
             if problem is not None:
                 stuck[batch.batch_id] = _note(session, settings, batch, problem)
             elif missing:
+                due = net_due.pop(batch.batch_id, None)  # once per batch and call
+                if due is not None and time.monotonic() >= due:
+                    catch_missed(session, platform, settings, batch, missing)
+                elif due is not None:
+                    net_due[batch.batch_id] = due
                 waiting.append((batch, sum(len(keys) for keys in missing.values())))
             else:
                 _mark_loaded(session, settings, batch)

@@ -9,6 +9,7 @@ Procedure code reaches them through `get_platform()`: inside Snowflake that is
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +38,26 @@ def task_runs(rows: list[Any]) -> list[dict[str, Any]]:
     """TASK_HISTORY rows in the shape `graph_run_tasks` returns."""
     keys = ("NAME", "STATE", "ERROR_MESSAGE", "ATTEMPT_NUMBER")
     return [{key: row[key] for key in keys} for row in rows]
+
+
+_COPY_FROM_PATH = re.compile(r"\bFROM\s*\(?.*?\bFROM\s+@[\w.$\"]+(/[^\s)']*)?", re.IGNORECASE | re.DOTALL)
+_PATTERN_OPTION = re.compile(r"\bPATTERN\s*=\s*'(?:[^']|'')*'", re.IGNORECASE)
+
+
+def bulk_copy_statement(pipe_definition: str, file_names: list[str]) -> str:
+    """A pipe's COPY statement limited to `file_names` (stage-relative), for a bulk COPY of exactly them."""
+    match = _COPY_FROM_PATH.search(pipe_definition)
+    if match is None:
+        raise PlatformError(f"cannot find the stage path in the pipe definition: {pipe_definition[:120]!r}")
+    root = (match.group(1) or "/").lstrip("/")
+    outside = [f for f in file_names if not f.startswith(root)]
+    if outside:
+        raise PlatformError(f"{outside[0]} is not under the pipe's path {root!r}")
+    files = ", ".join("'" + f[len(root) :].replace("'", "''") + "'" for f in file_names)
+    definition = pipe_definition.strip().rstrip(";")
+    end_of_from = definition.index(")", match.end()) + 1  # FILES goes where the syntax puts it: after FROM
+    head, options = definition[:end_of_from], _PATTERN_OPTION.sub("", definition[end_of_from:]).strip()
+    return f"{head} FILES = ({files}) {options} ON_ERROR = SKIP_FILE LOAD_UNCERTAIN_FILES = TRUE"
 
 
 class PlatformError(RuntimeError):
@@ -80,6 +101,10 @@ class Platform(Protocol):
 
     def refresh_pipe(self, session: Any, pipe: str, prefix: str) -> dict[str, Any]:
         """Queue the files under `prefix` (relative to the pipe's stage path) for loading."""
+
+    def copy_files(self, session: Any, pipe: str, file_names: list[str]) -> dict[str, Any]:
+        """COPY exactly `file_names` (relative to the stage) into the pipe's table through the pipe's own
+        SELECT: the recovery of files older than REFRESH's window. The caller checked they are not loaded."""
 
     def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
         """Of `file_names` (relative to the stage), those whose load into `table` failed: file -> error."""
@@ -143,6 +168,19 @@ class SnowflakePlatform:
         quoted = prefix.replace("'", "''")
         rows = session.sql(f"ALTER PIPE {pipe} REFRESH PREFIX = '{quoted}'").collect()
         return {"pipe": pipe, "prefix": prefix, "files_queued": len(rows)}
+
+    def copy_files(self, session: Any, pipe: str, file_names: list[str]) -> dict[str, Any]:
+        """The pipe's definition (SHOW PIPES) run as a bulk COPY with FILES = (...): PATTERN is dropped,
+        FILES are relative to the COPY's FROM path, ON_ERROR = SKIP_FILE as Snowpipe's default. The
+        table's own load metadata still refuses a file COPY loaded before; LOAD_UNCERTAIN_FILES lets a
+        file older than its 64 days load, which the caller allows only for files absent from the table."""
+        database, schema, name = pipe.split(".")
+        rows = session.sql(f"SHOW PIPES LIKE '{name}' IN SCHEMA {database}.{schema}").collect()
+        if not rows:
+            raise PlatformError(f"pipe {pipe} does not exist")
+        statement = bulk_copy_statement(str(rows[0].as_dict()["definition"]), file_names)
+        loaded = session.sql(statement).collect()
+        return {"pipe": pipe, "files_loaded": len(loaded), "files_failed": []}
 
     def load_errors(self, session: Any, table: str, file_names: list[str]) -> dict[str, str]:
         """COPY_HISTORY's failed files among `file_names`. START_TIME is an instant (TIMESTAMP_LTZ, so

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import ledger
 from .ledger import BatchRecord
-from .loading import REJECTS_TABLE
+from .loading import delete_raw_rows
 from .settings import Settings
 from .sources import Source
 from .staging import delete_batch_objects
@@ -106,13 +106,11 @@ def abandon(
         removed = delete_batch_objects(
             s3_client, settings.get("bucket"), source.name, batch.batch_id, batch.partition_prefix
         )
-        outcome = f"removed {removed} staged object(s)"
+        log.warning(
+            "%s batch %s %s; removed %d staged object(s)", source.name, batch.batch_id, reason, removed
+        )
     except (BotoCoreError, ClientError) as exc:
-        outcome = f"its objects under {batch.partition_prefix}batch_id={batch.batch_id}/ stay: {exc}"
-        reason = f"{reason}; {outcome}"
-    for table in (source.raw_table, REJECTS_TABLE):
-        session.sql(
-            f"DELETE FROM {settings.table(table)} WHERE batch_id = ?", params=[batch.batch_id]
-        ).collect()
+        reason = f"{reason}; its objects under {batch.partition_prefix}batch_id={batch.batch_id}/ stay: {exc}"
+        log.warning("%s batch %s %s", source.name, batch.batch_id, reason)
+    delete_raw_rows(session, settings, source.name, [batch.batch_id])
     ledger.abandon_batch(session, settings, batch.batch_id, reason)
-    log.warning("%s batch %s %s; %s", source.name, batch.batch_id, reason, outcome)

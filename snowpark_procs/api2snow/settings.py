@@ -214,6 +214,14 @@ _DECLARED = (
         maximum=300.0,
     ),
     Setting(
+        "pipe_refresh_grace_seconds",
+        "int",
+        "how long after a batch is staged its parts may wait for auto-ingest before REFRESH queues them",
+        default=120,
+        minimum=0,
+        maximum=3_600,
+    ),
+    Setting(
         "incremental_overlap_seconds",
         "int",
         "how far before the watermark an incremental read starts again",

@@ -12,7 +12,7 @@ import pytest
 from api2snow.quality import DataQualityError
 
 from ..conftest import start_stack
-from .helpers import batches_of_run, expected_ids, scalar
+from .helpers import batches_of_run, expected_ids, notifications_lost, scalar
 
 pytestmark = pytest.mark.integration
 
@@ -121,13 +121,13 @@ def test_a_batch_that_does_not_load_in_time_is_noted_then_abandoned_and_read_aga
     watermark = scalar(faulty, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = 'api_b'")
     faulty.mock_apis.set_faults("api_b", error_rate=0.0, malformed_page_rate=0.0)
     faulty.mock_apis.clock.advance(3600)
-    assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
     s3, bucket = _s3(faulty), faulty.project.env["bucket"]
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_b/")["Contents"]:
-        s3.delete_object(Bucket=bucket, Key=obj["Key"])  # the staged part never reaches the pipe
-    faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_b')")
-
-    summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)"))
+    with notifications_lost(faulty, grace_seconds=0):
+        assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_B()")
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_b/")["Contents"]:
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])  # the staged part never reaches the pipe
+        faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_b')")  # the safety net finds nothing to load
+        summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(1)"))
     [(stuck_id, message)] = summary["stuck"].items()
     assert re.fullmatch(rf"api_b batch {stuck_id}: Snowpipe did not load 1 part\(s\) within 1s", message)
     assert [tuple(r) for r in _stuck(faulty, "api_b")] == [(stuck_id, message)]
@@ -149,21 +149,22 @@ def test_a_file_snowpipe_refuses_is_noted_at_once(faulty):
     db = faulty.database
     faulty.mock_apis.set_faults("api_a", error_rate=0.0, malformed_page_rate=0.0, invalid_record_rate=0.0)
     faulty.mock_apis.clock.advance(3600)
-    assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_A()")
     s3, bucket = _s3(faulty), faulty.project.env["bucket"]
-    batch_id = scalar(
-        faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' AND status = 'STAGED'"
-    )
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_a/")["Contents"]
-        if batch_id in o["Key"]
-    ]
-    assert len(keys) == 1
-    s3.put_object(Bucket=bucket, Key=keys[0], Body=gzip.compress(b"{not json\n"))
-    started = time.monotonic()
-    faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_a')")
-    summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(120)"))
+    with notifications_lost(faulty, grace_seconds=0):  # the file is spoiled before Snowpipe hears of it
+        assert '"status":"STAGED"' in faulty.call(f"CALL {db}.OPS.INGEST_API_A()")
+        batch_id = scalar(
+            faulty, f"SELECT batch_id FROM {db}.OPS.BATCH_LEDGER WHERE source = 'api_a' AND status = 'STAGED'"
+        )
+        keys = [
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket=bucket, Prefix="source=api_a/")["Contents"]
+            if batch_id in o["Key"]
+        ]
+        assert len(keys) == 1
+        s3.put_object(Bucket=bucket, Key=keys[0], Body=gzip.compress(b"{not json\n"))
+        started = time.monotonic()
+        faulty.call(f"CALL {db}.OPS.REFRESH_PIPE('api_a')")
+        summary = json.loads(faulty.call(f"CALL {db}.OPS.WAIT_FOR_LOAD(120)"))
     assert time.monotonic() - started < 20
     expected = rf"api_a batch {batch_id}: Snowpipe failed to load {keys[0]}: .*invalid JSON.*"
     assert re.fullmatch(expected, summary["stuck"][batch_id])

@@ -62,15 +62,14 @@ def test_a_batch_that_cannot_load_stops_only_its_source_and_the_next_run_heals_i
     db = stack.database
     stack.mock_apis.clock.advance(3600)
     s3, bucket = stack.s3.client(), stack.project.env["bucket"]
-    refresh = stack.loader.refresh
+    load_notified = stack.loader.load_notified
 
-    def corrupting_refresh(pipe: str, prefix: str):
-        if pipe.upper().endswith("API_B_EVENTS_PIPE"):  # every new api_b part arrives unreadable
-            for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"source=api_b/{prefix}").get("Contents", []):
-                s3.put_object(Bucket=bucket, Key=obj["Key"], Body=gzip.compress(b"{not json\n"))
-        return refresh(pipe, prefix)
+    def corrupting_load(bucket_name: str, key: str) -> int:
+        if key.startswith("source=api_b/"):  # every new api_b part arrives unreadable
+            s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b"{not json\n"))
+        return load_notified(bucket_name, key)
 
-    monkeypatch.setattr(stack.loader, "refresh", corrupting_refresh)
+    monkeypatch.setattr(stack.loader, "load_notified", corrupting_load)
     run_id, runs = stack.run_graph()
     states = {r.name.rsplit(".", 1)[-1]: r.state for r in runs}
     assert states["CLEAN"] == states["ANALYTICS"] == states["DQ"] == "SUCCEEDED"  # the others went on
@@ -82,7 +81,7 @@ def test_a_batch_that_cannot_load_stops_only_its_source_and_the_next_run_heals_i
     rows = stack.session.sql(f"SELECT event_id, updated_at FROM {db}.CLEAN.CLN_API_A_EVENTS").collect()
     assert {r["EVENT_ID"]: r["UPDATED_AT"] for r in rows} == truth_a
 
-    monkeypatch.setattr(stack.loader, "refresh", refresh)
+    monkeypatch.setattr(stack.loader, "load_notified", load_notified)
     run_id, runs = stack.run_graph()
     assert {r.state for r in runs} == {"SUCCEEDED"}, [(r.name, r.error) for r in runs if r.error]
     truth_b = expected_ids(stack, "api_b", stack.mock_apis.dataset.truth("api_b", now))

@@ -58,8 +58,8 @@ def test_a_batch_whose_objects_cannot_be_removed_is_closed_all_the_same():
     abandon(session, settings, get_source("api_b"), record, "abandoned: its extract failed", _DeniedS3())
     deletes = [q for q, _ in session.statements if q.startswith("DELETE FROM")]
     assert deletes == [
-        "DELETE FROM DB.RAW.API_B_EVENTS WHERE batch_id = ?",
-        "DELETE FROM DB.RAW.REJECTED_RECORDS WHERE batch_id = ?",
+        "DELETE FROM DB.RAW.API_B_EVENTS WHERE batch_id IN (?)",
+        "DELETE FROM DB.RAW.REJECTED_RECORDS WHERE batch_id IN (?)",
     ]
     [(update, params)] = [(q, p) for q, p in session.statements if q.startswith("UPDATE")]
     assert params[0] == ledger.ABANDONED
