@@ -7,6 +7,7 @@ value to a short JSON summary (what Snowsight shows on the graph) and returns th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from .ingest import run_ingest
 from .platform import Platform, get_platform
 from .settings import Settings, load_settings
 from .sources import SOURCES, get_source
+
+log = logging.getLogger(__name__)  # in Snowflake, records reach the event table (LOG_LEVEL on the database)
 
 
 def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> dict[str, Any]:
@@ -27,9 +30,11 @@ def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> 
             summary = redaction.redact_value(work(platform, settings))
             value = redaction.redact(json.dumps(summary, default=str, separators=(",", ":")))
             platform.set_return_value(session, value)
+            log.info("done: %s", value[:4000])
             return summary
         except Exception as exc:
             safe = redaction.scrubbed(exc)
+            log.error("failed: %s: %s", type(safe).__name__, str(safe)[:4000])
             if safe is exc:
                 raise
             raise safe from None
