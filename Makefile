@@ -23,11 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint sql
+	for script in scripts/*.sh; do sh -n "$$script" || exit 1; done
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint sql
+test: lint
 	$(BIN)/pytest -q
 
 clean:

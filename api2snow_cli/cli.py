@@ -314,13 +314,29 @@ def deploy(
     skip_admin: Annotated[
         bool, typer.Option("--skip-admin", help="skip the ACCOUNTADMIN part; print what an admin must run")
     ] = False,
+    apply_s3_notification: Annotated[
+        bool,
+        typer.Option(
+            "--apply-s3-notification",
+            help="set the bucket's event notification for the auto-ingest pipes with boto3 (your default AWS "
+            "credentials; s3:GetBucketNotification, s3:PutBucketNotification) instead of printing it",
+        ),
+    ] = False,
     assignments: SetOption = None,
 ) -> None:
-    """Deploy to Snowflake with `snow`: setup, external access, procedures, layers, task graph, grants."""
+    """Deploy to Snowflake with `snow`, in the order of deploy/steps.txt: setup, external access, procedures,
+    layers, the bucket's notification for Snowpipe auto-ingest, task graph, grants."""
     from .deploy import build_plan, plan_header, run_plan
 
     project = _load_project(env, assignments)
-    steps = build_plan(project, env, connection, skip_admin=skip_admin, secrets_from_env=True)
+    steps = build_plan(
+        project,
+        env,
+        connection,
+        skip_admin=skip_admin,
+        secrets_from_env=True,
+        apply_s3_notification=apply_s3_notification,
+    )
     typer.echo(plan_header(project, env, connection, dry_run))
     run_plan(steps, dry_run=dry_run, echo=typer.echo)
     if not dry_run:

@@ -1,9 +1,9 @@
 """`api2snow deploy | teardown | status --connection`: the project, applied to a Snowflake account.
 
-A plan is a list of steps built offline from the files the local stack reads too (snowflake.yml, sql/,
-external_access/), rendered for one environment of deploy/envs.yml. `run_plan` prints it (dry run, nothing
-connects) or runs each step with the Snowflake CLI and stops at the first failure, naming the step and
-quoting `snow`'s error.
+A plan is a list of steps built offline, in the order of deploy/steps.txt (which scripts/deploy.sh runs too),
+from the files the local stack reads (snowflake.yml, sql/, external_access/), rendered for one environment of
+deploy/envs.yml. `run_plan` prints it (dry run, nothing connects) or runs each step with the Snowflake CLI and
+stops at the first failure, naming the step and quoting `snow`'s error.
 
 Secret values are read from environment variables only (SECRET_ENV). Inside a plan they stand as markers;
 they are substituted just before a statement is piped to `snow sql --stdin`, and shown as `***` (or as a
@@ -33,33 +33,38 @@ from .local.pipes import PipeDefinition, is_pipe_statement
 from .local.tasks import is_task_statement, project_task_graph
 from .project import (
     ADMIN_SQL,
-    EXTERNAL_ACCESS_SQL,
     PROJECT_ROOT,
     SECRET_VARIABLES,
     Project,
     ProjectError,
     host_port,
+    render,
     split_sql,
     sql_string_body,
 )
+from .s3_notification import (
+    FILE_SUFFIX,
+    NotificationError,
+    PipeChannel,
+    PipeSource,
+    apply,
+    aws_cli_commands,
+    missing_channel_message,
+    pipe_sources,
+    queue_configurations,
+    split_by_channel,
+)
 
 ENVS_FILE = Path("deploy") / "envs.yml"
-ADMIN_PART_2 = "-- PART 2:"  # the line in ADMIN_SQL where the part that needs external_access/01 starts
+STEPS_FILE = Path("deploy") / "steps.txt"
+STEP_ROLES = ("admin", "owner")
+STEP_KINDS = ("file", "part", "sql", "snow", "notify")
+PART_2 = "-- PART 2:"  # where part 2 of a file starts (ADMIN_SQL: the part that needs external_access/01)
 ADMIN_ROLE = "ACCOUNTADMIN"
 SNOW_BIN_ENV = "API2SNOW_SNOW_BIN"  # a `snow` executable to use instead of the installed one (tests)
 
 # Secret template variable of external_access/ -> the environment variable its value comes from.
 SECRET_ENV = {name: f"API2SNOW_{name.upper()}" for name in SECRET_VARIABLES}
-# A few sql/ files get a friendlier step name; any other file is deployed too, under its own name.
-LAYER_NAMES = {
-    "01": "setup",
-    "02": "raw + pipes",
-    "03": "clean",
-    "04": "analytics",
-    "05": "dq",
-    "06": "tasks",
-    "07": "grants",
-}
 MASK = "***"
 _MARKER = "@@api2snow-secret:{}@@"
 _SECRET_MARKERS = {name: _MARKER.format(name) for name in SECRET_VARIABLES}  # stand-ins until piped to snow
@@ -81,7 +86,13 @@ def env_overrides(env_name: str, root: Path = PROJECT_ROOT) -> dict[str, str]:
     envs = yaml.safe_load((root / ENVS_FILE).read_text()) or {}
     if env_name not in envs:
         raise ProjectError(f"unknown --env {env_name!r}: {ENVS_FILE} defines {', '.join(envs) or 'nothing'}")
-    values = {key: "" if value is None else str(value) for key, value in (envs[env_name] or {}).items()}
+    section = envs[env_name] or {}
+    typed = sorted(key for key, value in section.items() if isinstance(value, bool | list | dict))
+    if (
+        typed
+    ):  # `eai_suffix: no` would be "False"; scripts/deploy.sh reads the file as text and refuses it too
+        raise ProjectError(f"{ENVS_FILE} [{env_name}] {', '.join(typed)}: quote the value, it must be text")
+    values = {key: "" if value is None else str(value) for key, value in section.items()}
     defaults = (yaml.safe_load((root / "snowflake.yml").read_text()) or {}).get("env", {})
     unknown = sorted(set(values) - set(defaults))
     if unknown:
@@ -135,18 +146,112 @@ def secrets_from_environment(environ: Mapping[str, str] | None = None) -> dict[s
     return {name: environ[var] for name, var in SECRET_ENV.items() if environ.get(var)}
 
 
+# ---- the steps file ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepSpec:
+    """One line of deploy/steps.txt: who runs what (docs in the file's header)."""
+
+    role: str  # "admin" | "owner"
+    kind: str  # "file" | "part" | "sql" | "snow" | "notify"
+    name: str
+    target: str
+    line: int
+
+    @property
+    def path(self) -> Path:
+        """The SQL file of a file, part or notify step, relative to the project root."""
+        return Path(self.target.rsplit(" ", 1)[0] if self.kind == "part" else self.target)
+
+    @property
+    def part(self) -> int:
+        return int(self.target.rsplit(" ", 1)[1])
+
+    @property
+    def title(self) -> str:
+        if self.kind == "part":
+            return f"{self.name} ({self.path.as_posix()} part {self.part})"
+        if self.kind in ("file", "notify"):
+            return f"{self.name} ({self.path.as_posix()})"
+        return self.name
+
+
+def _spec(line: str, number: int, root: Path) -> StepSpec:
+    where = f"{STEPS_FILE}:{number}"
+    fields = [value.strip() for value in line.split("|", 3)]
+    if len(fields) != 4 or not all(fields):
+        raise ProjectError(f"{where}: expected `ROLE | KIND | NAME | TARGET`, got {line.strip()!r}")
+    spec = StepSpec(*fields, line=number)
+    if spec.role not in STEP_ROLES:
+        raise ProjectError(f"{where}: role {spec.role!r} is not one of {', '.join(STEP_ROLES)}")
+    if spec.kind not in STEP_KINDS:
+        raise ProjectError(f"{where}: kind {spec.kind!r} is not one of {', '.join(STEP_KINDS)}")
+    if spec.kind == "part" and not re.fullmatch(r"\S+ [12]", spec.target):
+        raise ProjectError(f"{where}: a part step's target is `FILE 1` or `FILE 2`, got {spec.target!r}")
+    if spec.kind in ("file", "part", "notify") and not (root / spec.path).is_file():
+        raise ProjectError(f"{where}: no file {spec.path}")
+    if spec.role == "admin" and spec.kind in ("snow", "notify"):
+        raise ProjectError(f"{where}: a {spec.kind} step runs as owner")
+    if spec.kind == "snow" and re.search(r"[\"'\\$`]", spec.target):
+        raise ProjectError(f"{where}: a snow step's arguments are plain words (the scripts split them too)")
+    return spec
+
+
+def load_steps(root: Path = PROJECT_ROOT) -> list[StepSpec]:
+    """deploy/steps.txt, checked: every sql/*.sql file is deployed exactly once, by a file step."""
+    specs = [
+        _spec(line, number, root)
+        for number, line in enumerate((root / STEPS_FILE).read_text().splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    deployed = [spec.path.as_posix() for spec in specs if spec.kind == "file"]
+    for path in sorted((root / "sql").glob("*.sql")):
+        relative = path.relative_to(root).as_posix()
+        if deployed.count(relative) != 1:
+            raise ProjectError(
+                f"{STEPS_FILE} must run {relative} exactly once (a file step); it runs it "
+                f"{deployed.count(relative)} times"
+            )
+    return specs
+
+
+def file_part(text: str, part: int, origin: str) -> str:
+    """Part 1 (before the line starting `-- PART 2:`) or part 2 (from that line) of a file's text."""
+    lines = text.splitlines(keepends=True)
+    try:
+        cut = next(i for i, line in enumerate(lines) if line.startswith(PART_2))
+    except StopIteration:
+        raise ProjectError(f"{origin} has no line starting {PART_2!r}") from None
+    return "".join(lines[:cut] if part == 1 else lines[cut:])
+
+
 # ---- steps --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Notification:
+    """What the auto-ingest notification step reads (SHOW PIPES) and sets up (the bucket's queues)."""
+
+    connection: str
+    role: str
+    query: str
+    sources: tuple[PipeSource, ...]
+    region: str
+    endpoint_url: str | None
+    apply: bool
+
+
 @dataclass
 class Step:
     """One thing deploy or teardown does: SQL piped to `snow sql --stdin`, or another `snow` command."""
 
     name: str
-    kind: str  # "sql" | "snow"
+    kind: str  # "sql" | "snow" | "notify"
     argv: list[str]  # the `snow` arguments, without the executable
     statements: list[str] = field(default_factory=list)  # rendered; secrets stand as markers
     skipped: str | None = None  # why it does not run (--skip-admin) and who must run it instead
     cwd: Path | None = None
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    spec: StepSpec | None = None  # the line of deploy/steps.txt it comes from (deploy only)
+    notes: list[str] = field(default_factory=list)  # what else the step does, for the printed plan
+    notification: Notification | None = None
 
     def secret_names(self) -> list[str]:
         return sorted({m for s in self.statements for m in _MARKER_RE.findall(s)})
@@ -210,95 +315,111 @@ class _Planner:
             connection += ["--warehouse", self.warehouse]
         return Step(name, "snow", [*argv, *connection, *snow_env_args(self.project)], cwd=self.project.root)
 
-    def render_file(self, relative: Path) -> str:
-        return self.project.render_external_access(relative, _SECRET_MARKERS)
+    def render(self, text: str, origin: str) -> str:
+        """A template as `snow sql -f` renders it: env, API hosts, and secrets as markers (`-D` values)."""
+        return render(text, self.project.external_access_variables(_SECRET_MARKERS), origin=origin)
 
-    def layer_files(self) -> list[Path]:
-        return self.project.sql_files("sql")
+    def file_statements(self, relative: Path, part: int | None = None) -> list[str]:
+        text = (self.project.root / relative).read_text()
+        if part is not None:
+            text = file_part(text, part, str(relative))
+        return split_sql(self.render(text, str(relative)))
+
+    def notification(self, name: str, relative: Path, apply: bool) -> Step:
+        sources = tuple(pipe_sources(self.file_statements(relative)))
+        schemas = sorted({source.schema for source in sources})
+        if len(schemas) != 1:
+            raise ProjectError(
+                f"{relative}: expected auto-ingest pipes in one schema, found {schemas or 'none'}"
+            )
+        query = f"SHOW PIPES IN SCHEMA {schemas[0]}"
+        notes = [f"{s.pipe} loads s3://{s.bucket}/{s.prefix}*{FILE_SUFFIX}" for s in sources]
+        notes.append(
+            "then applies the bucket's queue configurations for their notification_channel with boto3 "
+            f"(region {self.env.get('region') or 'from the AWS config'})"
+            if apply
+            else "then prints each notification_channel, and the AWS CLI commands for the bucket's queue "
+            "configurations (--apply-s3-notification applies them)"
+        )
+        notice = Notification(
+            self.connection,
+            self.owner,
+            query,
+            sources,
+            self.env.get("region", ""),
+            self.env.get("s3_endpoint_url") or None,
+            apply,
+        )
+        # What snow_query runs, shown as the step's command.
+        argv = ["sql", "--connection", self.connection, "--role", self.owner, "--format", "json"]
+        argv += ["--enable-templating", "NONE", "-q", query]
+        return Step(name, "notify", argv, [query], cwd=self.project.root, notes=notes, notification=notice)
 
 
-def _admin_parts(planner: _Planner) -> tuple[list[str], list[str]]:
-    text = planner.render_file(ADMIN_SQL)
-    lines = text.splitlines(keepends=True)
-    try:
-        cut = next(i for i, line in enumerate(lines) if line.startswith(ADMIN_PART_2))
-    except StopIteration:
-        raise ProjectError(f"{ADMIN_SQL} has no {ADMIN_PART_2!r} line") from None
-    return split_sql("".join(lines[:cut])), split_sql("".join(lines[cut:]))
-
-
-def _skip_admin_note(env_name: str, part: str) -> str:
+def _skip_admin_note(env_name: str) -> str:
     return (
-        f"--skip-admin: an account admin runs {part} of {ADMIN_SQL} as {ADMIN_ROLE} once, and again "
-        "when hosts, bucket, roles or API A's client credentials change: "
-        f"`api2snow deploy --connection <admin connection> --env {env_name}`, "
-        "or the statements below with "
-        f"`snow sql --connection <admin connection> --role {ADMIN_ROLE} --stdin`"
+        f"--skip-admin: an account admin runs this step as {ADMIN_ROLE} once, and again when hosts, bucket, "
+        "roles or API A's client credentials change: "
+        f"`api2snow deploy --connection <admin connection> --env {env_name}` or "
+        f"`scripts/admin_bootstrap.sh --connection <admin connection> --env {env_name}`, or the statements "
+        f"below with `snow sql --connection <admin connection> --role {ADMIN_ROLE} --stdin`"
     )
 
 
-def build_plan(
-    project: Project, env_name: str, connection: str, skip_admin: bool = False, secrets_from_env: bool = True
-) -> list[Step]:
-    """Every step of a deploy, in order, rendered for the project's environment; nothing connects.
+def _plan_step(
+    planner: _Planner, spec: StepSpec, env_name: str, skip_admin: bool, apply_s3_notification: bool
+) -> Step:
+    origin = f"{STEPS_FILE}:{spec.line}"
+    if spec.kind == "snow":
+        step = planner.snow(spec.title, spec.target.split())
+    elif spec.kind == "notify":
+        step = planner.notification(spec.title, spec.path, apply_s3_notification)
+    else:
+        if spec.kind == "sql":
+            statements = split_sql(planner.render(spec.target, origin))
+        else:
+            statements = planner.file_statements(spec.path, spec.part if spec.kind == "part" else None)
+        admin = spec.role == "admin"
+        skipped = _skip_admin_note(env_name) if admin and skip_admin else None
+        step = planner.sql(spec.title, statements, admin=admin, skipped=skipped)
+    step.spec = spec
+    return step
 
-    Order: admin part 1 (roles, warehouse, storage, AWS_IAM and OAuth2 integrations), sql/01 setup,
-    external_access/01 (network rules, secrets), admin part 2 (external access integrations), snow snowpark
-    build + deploy, then sql/02 onward; sql/06's tasks are wrapped in suspend-root /
-    SYSTEM$TASK_DEPENDENTS_ENABLE.
-    """
+
+def _check_task_steps(steps: list[Step], root_task: str) -> None:
+    """A step that creates tasks runs only between suspending the root and re-enabling the graph."""
+    suspend = f"ALTER TASK IF EXISTS {root_task} SUSPEND"
+    resume = f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root_task}')"
+    for index, step in enumerate(steps):
+        if not any(is_task_statement(s) for s in step.statements):
+            continue
+        before = steps[index - 1].statements if index else []
+        after = steps[index + 1].statements if index + 1 < len(steps) else []
+        if before != [suspend] or after != [resume]:
+            raise ProjectError(
+                f"{STEPS_FILE}: step {step.name!r} creates tasks: put `{suspend}` right before it and "
+                f"`{resume}` right after it"
+            )
+
+
+def build_plan(
+    project: Project,
+    env_name: str,
+    connection: str,
+    skip_admin: bool = False,
+    secrets_from_env: bool = True,
+    apply_s3_notification: bool = False,
+) -> list[Step]:
+    """Every step of a deploy, in the order of deploy/steps.txt, rendered for the project's environment;
+    nothing connects. The scripts of scripts/ run the same file, so the two cannot drift apart."""
     _check_env(project, env_name)
     planner = _Planner(project, connection, secrets_from_environment() if secrets_from_env else {})
-    admin_1, admin_2 = _admin_parts(planner)
-    files = planner.layer_files()
-    setup, layers = files[0], files[1:]
-    graph = project_task_graph(project)
-    root = graph.root.name
-
-    skip_1 = _skip_admin_note(env_name, "part 1") if skip_admin else None
-    skip_2 = _skip_admin_note(env_name, "part 2") if skip_admin else None
     steps = [
-        planner.sql(
-            f"external access admin: roles, warehouse, integrations ({ADMIN_SQL} part 1)",
-            admin_1,
-            admin=True,
-            skipped=skip_1,
-        ),
-        planner.sql(f"{_layer_name(setup)} (sql/{setup.name})", project.statements(setup)),
-        planner.sql(
-            f"external access: network rules and secrets ({EXTERNAL_ACCESS_SQL})",
-            split_sql(planner.render_file(EXTERNAL_ACCESS_SQL)),
-        ),
-        planner.sql(
-            f"external access admin: external access integrations ({ADMIN_SQL} part 2)",
-            admin_2,
-            admin=True,
-            skipped=skip_2,
-        ),
-        planner.snow("snowpark build", ["snowpark", "build"]),
-        planner.snow("snowpark deploy", ["snowpark", "deploy", "--replace"]),
+        _plan_step(planner, spec, env_name, skip_admin, apply_s3_notification)
+        for spec in load_steps(project.root)
     ]
-    for path in layers:
-        statements = project.statements(path)
-        if any(is_task_statement(s) for s in statements):
-            steps.append(
-                planner.sql(
-                    "tasks: suspend the root before altering the graph",
-                    [f"ALTER TASK IF EXISTS {root} SUSPEND"],
-                )
-            )
-            steps.append(planner.sql(f"{_layer_name(path)} (sql/{path.name})", statements))
-            steps.append(
-                planner.sql("tasks: resume the graph", [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"])
-            )
-        else:
-            steps.append(planner.sql(f"{_layer_name(path)} (sql/{path.name})", statements))
+    _check_task_steps(steps, project_task_graph(project).root.name)
     return steps
-
-
-def _layer_name(path: Path) -> str:
-    prefix, _, rest = path.stem.partition("_")
-    return LAYER_NAMES.get(prefix, rest or path.stem)
 
 
 def teardown_plan(
@@ -308,12 +429,11 @@ def teardown_plan(
     with include_admin (the warehouse stays: it may serve more than api2snow)."""
     _check_env(project, env_name)
     planner = _Planner(project, connection, {})
-    admin_1, admin_2 = _admin_parts(planner)
     graph = project_task_graph(project)
     tasks = ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
     pipes = [
         PipeDefinition.parse(s).name
-        for p in planner.layer_files()
+        for p in project.sql_files("sql")
         for s in project.statements(p)
         if is_pipe_statement(s)
     ]
@@ -336,7 +456,8 @@ def teardown_plan(
         ),
     ]
     if include_admin:
-        created = [m.group(1).upper() for s in [*admin_1, *admin_2] if (m := _CREATE_INTEGRATION.match(s))]
+        admin = planner.file_statements(ADMIN_SQL)
+        created = [m.group(1).upper() for s in admin if (m := _CREATE_INTEGRATION.match(s))]
         integrations = list(reversed(created))  # external access integrations before what they name
         roles = [project.env[key].upper() for key in ("analyst_role", "operator_role", "owner_role")]
         steps.append(
@@ -365,9 +486,12 @@ def _show_step(index: int, total: int, step: Step, echo: Callable[[str], None]) 
         echo(f"    {step.skipped}")
     stdin = "  # the statements below, on standard input" if step.kind == "sql" else ""
     echo(f"    $ {step.command()}{stdin}")
-    for statement in step.shown_statements():
-        for line in (statement + ";").splitlines():
-            echo(f"    {line}")
+    if step.kind == "sql":
+        for statement in step.shown_statements():
+            for line in (statement + ";").splitlines():
+                echo(f"    {line}")
+    for note in step.notes:
+        echo(f"    # {note}")
     echo("")
 
 
@@ -380,6 +504,7 @@ def plan_summary(steps: list[Step], width: int = 150) -> str:
         for statement in step.shown_statements():
             line = " ".join(statement.split())
             out.append(f"     - {line if len(line) <= width else line[: width - 3] + '...'}")
+        out.extend(f"     # {note}" for note in step.notes)
     return "\n".join(out) + "\n"
 
 
@@ -400,7 +525,9 @@ def snow_executable(explicit: str | None = None) -> str:
 
 
 def _mask(text: str, secrets: Mapping[str, str]) -> str:
-    for value in sorted(secrets.values(), key=len, reverse=True):
+    """`text` without the secret values, as given and as quoted in SQL (snow may echo the statement)."""
+    values = {form for value in secrets.values() for form in (value, sql_string_body(value))}
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, MASK)
     return text
@@ -446,24 +573,87 @@ def run_plan(
             continue
         echo(f"{label} ...")
         started = time.monotonic()
-        try:
-            result = subprocess.run(
-                [snow, *step.argv],
-                input=step.sql_text() if step.kind == "sql" else None,
-                capture_output=True,
-                text=True,
-                cwd=step.cwd,
-            )
-        except OSError as exc:
-            raise DeployError(f"step {label} could not start `{snow}`: {exc}") from None
-        if result.returncode != 0:
-            output = _mask(result.stderr if result.stderr.strip() else result.stdout, step.secrets)
-            detail = "\n".join(line for line in output.splitlines() if not _PY_WARNING.search(line)).strip()
-            raise DeployError(
-                f"step {label} failed (snow exited {result.returncode}): {snow_error(output)}\n"
-                f"command: {step.command()}\n{detail}"
-            )
+        if step.notification:
+            _run_notification(step, step.notification, label, snow, echo)
+        else:
+            _run_snow(step, label, snow)
         echo(f"{label} ok ({time.monotonic() - started:.1f} s)")
+
+
+def _run_snow(step: Step, label: str, snow: str) -> None:
+    try:
+        result = subprocess.run(
+            [snow, *step.argv],
+            input=step.sql_text() if step.kind == "sql" else None,
+            capture_output=True,
+            text=True,
+            cwd=step.cwd,
+        )
+    except OSError as exc:
+        raise DeployError(f"step {label} could not start `{snow}`: {exc}") from None
+    if result.returncode != 0:
+        output = _mask(result.stderr if result.stderr.strip() else result.stdout, step.secrets)
+        detail = "\n".join(line for line in output.splitlines() if not _PY_WARNING.search(line)).strip()
+        raise DeployError(
+            f"step {label} failed (snow exited {result.returncode}): {snow_error(output)}\n"
+            f"command: {step.command()}\n{detail}"
+        )
+
+
+def _run_notification(
+    step: Step, notice: Notification, label: str, snow: str, echo: Callable[[str], None]
+) -> None:
+    """SHOW PIPES, then the bucket's queue configurations for the pipes' channels: printed, or applied.
+
+    A pipe without a channel (created before AUTO_INGEST) is reported, not fatal: the REFRESH safety net
+    still loads its files, and recreating it must wait until every staged batch is loaded."""
+    try:
+        rows = snow_query(notice.connection, notice.query, snow, role=notice.role, cwd=step.cwd)
+    except (DeployError, ValueError) as exc:
+        raise DeployError(f"step {label} failed: {exc}") from None
+    listed = {str(row.get("name", row.get("NAME", ""))).upper() for row in rows}
+    bucket = notice.sources[0].bucket
+    channels, missing = split_by_channel(rows, bucket, {s.pipe: s.prefix for s in notice.sources})
+    for pipe in missing:
+        if pipe.rsplit(".", 1)[-1] in listed:
+            echo(f"    warning: {missing_channel_message(pipe)}")
+        else:
+            echo(f"    warning: pipe {pipe} is not in `{notice.query}`: the deploy role cannot see it")
+    for channel in channels:
+        echo(f"    {channel.pipe}: {channel.queue_arn} <- s3://{bucket}/{channel.prefix}*{FILE_SUFFIX}")
+    if not channels:
+        echo("    no pipe has a notification_channel: the bucket's event notification is left as it is")
+    elif notice.apply:
+        _apply_notification(channels, notice, label, echo)
+    else:
+        echo(
+            "    the bucket's event notification is not changed by deploy; to set it up, run "
+            "`api2snow deploy --apply-s3-notification`, or with the AWS CLI:"
+        )
+        for line in aws_cli_commands(channels, notice.region or None).splitlines():
+            echo(f"    {line}")
+
+
+def _apply_notification(
+    channels: list[PipeChannel], notice: Notification, label: str, echo: Callable[[str], None]
+) -> None:
+    """Merge the queue configurations into the bucket's, with the operator's default AWS credentials."""
+    import boto3  # only here: the rest of deploy needs no AWS
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3", region_name=notice.region or None, endpoint_url=notice.endpoint_url)
+    try:
+        config = apply(client, channels)
+    except (BotoCoreError, ClientError, NotificationError) as exc:
+        raise DeployError(f"step {label} failed: {exc}") from None
+    ours = {q["Id"] for q in queue_configurations(channels)}
+    kept = [
+        c for value in config.values() if isinstance(value, list) for c in value if c.get("Id") not in ours
+    ]
+    echo(
+        f"    applied to s3://{channels[0].bucket}: {len(ours)} api2snow queue configuration(s), "
+        f"{len(kept)} other configuration(s) of the bucket kept"
+    )
 
 
 # ---- reading Snowflake back ---------------------------------------------------------------------------
@@ -541,12 +731,15 @@ __all__ = [
     "ADMIN_ROLE",
     "DeployError",
     "SECRET_ENV",
+    "STEPS_FILE",
     "SnowRow",
     "Step",
+    "StepSpec",
     "build_plan",
     "env_overrides",
     "host_port",
     "load_project",
+    "load_steps",
     "missing_secrets",
     "plan_header",
     "plan_summary",

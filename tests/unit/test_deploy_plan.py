@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from api2snow_cli.deploy import (
     env_overrides,
     host_port,
     load_project,
+    load_steps,
     plan_summary,
     run_plan,
     task_history_query,
@@ -162,6 +164,7 @@ def test_steps_come_in_dependency_order(plan):
         "snowpark build",
         "snowpark deploy",
         "raw + pipes (sql/02",
+        "s3 event notification for Snowpipe auto-ingest (sql/02",
         "clean (sql/03",
         "analytics (sql/04",
         "dq (sql/05",
@@ -176,7 +179,7 @@ def test_steps_come_in_dependency_order(plan):
 
 
 def test_every_sql_file_is_deployed_once(plan):
-    deployed = [re.search(r"\((sql/[^)]+)\)", s.name).group(1) for s in plan if "(sql/" in s.name]
+    deployed = [s.spec.target for s in plan if s.spec.kind == "file" and s.spec.target.startswith("sql/")]
     assert deployed == [f"sql/{p.name}" for p in sorted((PROJECT_ROOT / "sql").glob("*.sql"))]
 
 
@@ -490,7 +493,10 @@ if n == int(os.environ.get("FAKE_SNOW_FAIL_ON", "0")):
                      + os.environ.get("FAKE_SNOW_ECHO", "") + " \u2502\\n\u2570\u2500\u2500\u256f\\n")
     sys.exit(1)
 per_call = Path(os.environ["FAKE_SNOW_DIR"]) / f"rows.{{n}}.json"
-if per_call.exists():
+pipes = Path(os.environ["FAKE_SNOW_DIR"]) / "pipes.json"
+if any(arg.startswith("SHOW PIPES") for arg in sys.argv):
+    sys.stdout.write(pipes.read_text() if pipes.exists() else "[]")
+elif per_call.exists():
     sys.stdout.write(per_call.read_text())
 elif os.environ.get("FAKE_SNOW_JSON"):
     sys.stdout.write(Path(os.environ["FAKE_SNOW_JSON"]).read_text())
@@ -529,7 +535,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
         run_plan(steps, dry_run=False, echo=out.append)
     message = str(error.value)
     first = message.splitlines()[0]
-    assert "[3/14] external access: network rules and secrets" in first
+    assert "[3/15] external access: network rules and secrets" in first
     assert "snow exited 1" in first and "SQL compilation error: Schema 'DB.OPS' does not exist" in first
     assert "RequestsDependencyWarning" not in first
     assert fake["calls"].read_text() == "3", "the deploy went on after a failing step"
@@ -542,7 +548,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     shown = message + "\n".join(out) + json.dumps([e["argv"] for e in log])
     for value in SECRET_VALUES.values():
         assert value not in shown, "a secret value was printed or passed on the command line"
-    assert "[1/14] external access admin" in out[0] and out[1].endswith(" s)")
+    assert "[1/15] external access admin" in out[0] and out[1].endswith(" s)")
 
 
 def test_a_full_run_calls_snow_once_per_step_and_skips_admin_steps(project, monkeypatch, tmp_path):
@@ -570,9 +576,12 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
     out = result.output
     assert "dry run" in out and "database VIDEO_ANALYTICS_DEV" in out
     for fragment in (
-        "[1/14] external access admin",
-        "[5/14] snowpark build",
-        "[14/14] grants (sql/07_grants.sql)",
+        "[1/15] external access admin",
+        "[5/15] snowpark build",
+        "[8/15] s3 event notification for Snowpipe auto-ingest (sql/02_raw.sql)",
+        "$ snow sql --connection any --role API2SNOW_OWNER --format json --enable-templating NONE -q "
+        "'SHOW PIPES IN SCHEMA VIDEO_ANALYTICS_DEV.RAW'",
+        "[15/15] grants (sql/07_grants.sql)",
         "$ snow snowpark deploy --replace --connection any",
         "CREATE PIPE IF NOT EXISTS",
         "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
@@ -760,3 +769,186 @@ def test_procedures_run_as_their_owner(project):
     for entity in project.definition["entities"].values():
         merged = {**{k: v for m in entity["meta"]["use_mixins"] for k, v in mixins[m].items()}, **entity}
         assert merged["execute_as_caller"] is False
+
+
+# ---- Snowpipe auto-ingest: the bucket's event notification ------------------------------------------------
+QUEUE = "arn:aws:sqs:us-east-1:123456789012:sf-snowpipe-AIDAEXAMPLE"
+PIPE_PREFIXES = {
+    "API_A_EVENTS_PIPE": "source=api_a/",
+    "API_B_EVENTS_PIPE": "source=api_b/",
+    "API_C_CAMERAS_PIPE": "source=api_c/",
+    "REJECTED_RECORDS_PIPE": "_rejects/",
+}
+
+
+def _show_pipes(database: str, without_channel: tuple[str, ...] = ()) -> list[dict]:
+    """SHOW PIPES as `snow sql --format json` prints it (lower-case keys)."""
+    return [
+        {
+            "created_on": "2026-11-30T10:00:00.000-08:00",
+            "name": name,
+            "database_name": database,
+            "schema_name": "RAW",
+            "notification_channel": None if name in without_channel else QUEUE,
+            "comment": "api2snow",
+        }
+        for name in PIPE_PREFIXES
+    ]
+
+
+def _notification_step(project: Project, apply: bool = False) -> Step:
+    plan = build_plan(project, "dev", "any", secrets_from_env=False, apply_s3_notification=apply)
+    return _step(plan, "s3 event notification for Snowpipe auto-ingest")
+
+
+def _ours(database: str) -> list[dict]:
+    return [
+        {
+            "Id": f"api2snow-{name.lower()}",
+            "QueueArn": QUEUE,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {
+                "Key": {
+                    "FilterRules": [
+                        {"Name": "prefix", "Value": prefix},
+                        {"Name": "suffix", "Value": ".jsonl.gz"},
+                    ]
+                }
+            },
+        }
+        for name, prefix in sorted(PIPE_PREFIXES.items())
+    ]
+
+
+def test_the_notification_step_reads_the_pipes_and_their_stage_from_sql_02_and_dry_run_connects_nothing(
+    project, monkeypatch, tmp_path
+):
+    db = project.env["database"]
+    step = _notification_step(project)
+    assert step.spec.kind == "notify" and step.statements == [f"SHOW PIPES IN SCHEMA {db}.RAW"]
+    assert {s.pipe: (s.bucket, s.prefix) for s in step.notification.sources} == {
+        f"{db}.RAW.{name}": ("api2snow-landing-dev", prefix) for name, prefix in PIPE_PREFIXES.items()
+    }
+    assert not step.notification.apply and step.notification.region == "us-east-1"
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    out: list[str] = []
+    run_plan([step, _notification_step(project, apply=True)], dry_run=True, echo=out.append)
+    text = "\n".join(out)
+    assert f"# {db}.RAW.API_A_EVENTS_PIPE loads s3://api2snow-landing-dev/source=api_a/*.jsonl.gz" in text
+    assert "(--apply-s3-notification applies them)" in text and "with boto3 (region us-east-1)" in text
+    assert not fake["calls"].exists()
+
+
+def test_without_apply_the_step_prints_each_channel_and_the_aws_cli_commands(project, monkeypatch, tmp_path):
+    db = project.env["database"]
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    (tmp_path / "pipes.json").write_text(json.dumps(_show_pipes(db, without_channel=("API_C_CAMERAS_PIPE",))))
+    out: list[str] = []
+    run_plan([_notification_step(project)], dry_run=False, echo=out.append)
+    [call] = _log(fake)
+    assert call["argv"] == [
+        *("sql", "--connection", "any", "--role", "API2SNOW_OWNER", "--format", "json"),
+        *("--enable-templating", "NONE", "-q", f"SHOW PIPES IN SCHEMA {db}.RAW"),
+    ]
+    text = "\n".join(out)
+    assert (
+        f"    {db}.RAW.API_A_EVENTS_PIPE: {QUEUE} <- s3://api2snow-landing-dev/source=api_a/*.jsonl.gz" in out
+    )
+    assert f"warning: pipe {db}.RAW.API_C_CAMERAS_PIPE has no notification_channel" in text
+    assert "recreate it once, after every staged batch is LOADED" in text
+    block = re.search(r"^    (\{\n.*?^    \})$", text, re.MULTILINE | re.DOTALL).group(1)
+    expected = [q for q in _ours(db) if q["Id"] != "api2snow-api_c_cameras_pipe"]
+    assert json.loads(block) == {"QueueConfigurations": expected}
+    assert (
+        "aws s3api put-bucket-notification-configuration --bucket api2snow-landing-dev --region us-east-1"
+        in text
+    )
+    assert out[-1].startswith("[1/1] s3 event notification") and out[-1].endswith(" s)")
+
+
+def test_apply_merges_the_queue_configurations_into_the_buckets_own_configuration(
+    project, monkeypatch, tmp_path
+):
+    import boto3
+    from moto import mock_aws
+
+    db, bucket = project.env["database"], project.env["bucket"]
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    (tmp_path / "pipes.json").write_text(json.dumps(_show_pipes(db)))
+    topics = [
+        {
+            "Id": "audit",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:audit",
+            "Events": ["s3:ObjectRemoved:*"],
+        }
+    ]
+    exports = {
+        "Id": "exports",
+        "QueueArn": "arn:aws:sqs:us-east-1:123456789012:exports",
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "exports/"}]}},
+    }
+    stale = {
+        **_ours(db)[0],
+        "Id": "api2snow-dropped_pipe",
+        "QueueArn": "arn:aws:sqs:us-east-1:123456789012:old",
+    }
+    out: list[str] = []
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={
+                "TopicConfigurations": topics,
+                "QueueConfigurations": [exports, stale],
+            },
+        )
+        for _ in range(2):  # applying again changes nothing
+            run_plan([_notification_step(project, apply=True)], dry_run=False, echo=out.append)
+            config = s3.get_bucket_notification_configuration(Bucket=bucket)
+            config.pop("ResponseMetadata")
+            assert config == {"TopicConfigurations": topics, "QueueConfigurations": [exports, *_ours(db)]}
+    assert (
+        f"    applied to s3://{bucket}: 4 api2snow queue configuration(s), 2 other configuration(s) of the "
+        in ("\n".join(out))
+    )
+
+
+def test_a_failing_apply_stops_the_deploy_naming_the_step(project, monkeypatch, tmp_path):
+    from moto import mock_aws
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    _fake_snow(tmp_path, monkeypatch, fail_on_call=0)
+    (tmp_path / "pipes.json").write_text(json.dumps(_show_pipes(project.env["database"])))
+    with (
+        mock_aws(),
+        pytest.raises(DeployError, match=r"^step \[1/1\] s3 event notification .* failed: .*NoSuchBucket"),
+    ):
+        run_plan([_notification_step(project, apply=True)], dry_run=False, echo=lambda line: None)
+
+
+def test_steps_file_lines_are_checked_with_their_line_number(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "sql", root / "sql")
+    (root / "deploy").mkdir()
+    for line, message in (
+        ("owner | file | setup", "deploy/steps.txt:1: expected `ROLE | KIND | NAME | TARGET`"),
+        (
+            "root | file | setup | sql/01_setup.sql",
+            "deploy/steps.txt:1: role 'root' is not one of admin, owner",
+        ),
+        ("owner | copy | setup | sql/01_setup.sql", "deploy/steps.txt:1: kind 'copy' is not one of"),
+        ("owner | part | setup | sql/01_setup.sql 3", "a part step's target is `FILE 1` or `FILE 2`"),
+        ("owner | file | setup | sql/99_none.sql", "deploy/steps.txt:1: no file sql/99_none.sql"),
+        ("admin | snow | build | snowpark build", "deploy/steps.txt:1: a snow step runs as owner"),
+        ("owner | snow | build | snowpark build '$x'", "a snow step's arguments are plain words"),
+    ):
+        (root / "deploy" / "steps.txt").write_text(line + "\n")
+        with pytest.raises(ProjectError, match=re.escape(message)):
+            load_steps(root)
