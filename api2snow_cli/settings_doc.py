@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from api2snow import sources  # noqa: F401  (each declared source registers its settings)
 from api2snow.settings import SETTINGS, Setting
 
 from .project import PROJECT_ROOT

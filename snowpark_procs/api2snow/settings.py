@@ -131,23 +131,47 @@ def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _api(source: str) -> str:
-    return "API " + source.rsplit("_", 1)[-1].upper()
+def source_settings(name: str, title: str, rate_limit_per_min: int, oauth_scope: str | None) -> list[Setting]:
+    """The settings of one declared source (sources/ registers them): its base URL and request rate, and
+    for an OAuth2 client-credentials source who gets the token, with which scope and client auth."""
+    settings = [
+        Setting(f"{name}_base_url", "url", f"{title}'s base URL"),
+        Setting(
+            f"{name}_rate_limit_per_min",
+            "int",
+            f"requests a minute the procedure sends to {title} (at or below the API's own limit)",
+            default=rate_limit_per_min,
+            minimum=1,
+            maximum=100_000,
+        ),
+    ]
+    if oauth_scope is None:
+        return settings
+    return [
+        *settings,
+        Setting(
+            f"{name}_auth",
+            "choice",
+            f"who gets {title}'s token: Snowflake's OAuth2 integration, or the procedure (PASSWORD secret)",
+            default="snowflake_oauth",
+            choices=("client_credentials", "snowflake_oauth"),
+        ),
+        Setting(f"{name}_scope", "str", "the OAuth2 scope client_credentials asks for", default=oauth_scope),
+        Setting(
+            f"{name}_client_auth",
+            "choice",
+            "how client_credentials sends the client id and secret",
+            default="client_secret_basic",
+            choices=("client_secret_basic", "client_secret_post"),
+        ),
+    ]
 
 
-def _rate_limit(source: str, per_min: int) -> Setting:
-    return Setting(
-        f"{source}_rate_limit_per_min",
-        "int",
-        f"requests a minute the procedure sends to {_api(source)} (at or below the API's own limit)",
-        default=per_min,
-        minimum=1,
-        maximum=100_000,
-    )
-
-
-def _base_url(source: str) -> Setting:
-    return Setting(f"{source}_base_url", "url", f"{_api(source)}'s base URL")
+def register(settings: list[Setting]) -> None:
+    """Add settings declared elsewhere (a source's); one name keeps one definition."""
+    for setting in settings:
+        if SETTINGS.setdefault(setting.name, setting) != setting:
+            raise ValueError(f"setting {setting.name!r} is declared twice, differently")
 
 
 _DECLARED = (
@@ -164,27 +188,6 @@ _DECLARED = (
         choices=("AES256", "aws:kms"),
     ),
     Setting("s3_kms_key_id", "str", "the KMS key for aws:kms (unset: the AWS managed key)", default=""),
-    _base_url("api_a"),
-    _base_url("api_b"),
-    _base_url("api_c"),
-    Setting(
-        "api_a_auth",
-        "choice",
-        "who gets API A's token: Snowflake's OAuth2 integration, or the procedure from a PASSWORD secret",
-        default="snowflake_oauth",
-        choices=("client_credentials", "snowflake_oauth"),
-    ),
-    Setting("api_a_scope", "str", "the OAuth2 scope client_credentials asks for", default="events:read"),
-    Setting(
-        "api_a_client_auth",
-        "choice",
-        "how client_credentials sends the client id and secret",
-        default="client_secret_basic",
-        choices=("client_secret_basic", "client_secret_post"),
-    ),
-    _rate_limit("api_a", 100),
-    _rate_limit("api_b", 60),
-    _rate_limit("api_c", 60),
     # At most 256: a part is buffered in the procedure's memory until its single put_object, and Snowflake
     # recommends load files of 100-250 MB compressed; below 1 MB, per-file Snowpipe overhead dominates.
     Setting(
@@ -366,7 +369,7 @@ def _invalid(values: Mapping[str, str], where: Callable[[str], str]) -> list[str
 def _missing(values: Mapping[str, str], where: Callable[[str], str]) -> list[str]:
     return [
         f"setting {s.name} is required but not set (in {where(s.name)})"
-        for s in _DECLARED
+        for s in SETTINGS.values()
         if s.required and values.get(s.name) in (None, "")
     ]
 

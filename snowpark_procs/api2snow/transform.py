@@ -20,8 +20,6 @@ from . import jsonl
 from .wire import OversizedNumber, short_repr
 
 __all__ = [
-    "CAMERA_SCHEMA",
-    "EVENT_SCHEMA",
     "BatchDeduper",
     "FieldSpec",
     "Outcome",
@@ -333,41 +331,6 @@ class Validator:
 
 def _type_name(value: Any) -> str:
     return "oversized number" if isinstance(value, OversizedNumber) else type(value).__name__
-
-
-# The normalised shapes fixed in docs/CONTRACTS.md (``_batch_id`` is added after validation).
-EVENT_SCHEMA = RecordSchema(
-    "event",
-    (
-        FieldSpec("event_id", "str"),
-        FieldSpec("source", "str", choices=frozenset({"api_a", "api_b"})),
-        FieldSpec("event_type", "str"),
-        FieldSpec("camera_id", "str"),
-        FieldSpec("category", "str"),
-        FieldSpec("confidence", "float", min_value=0.0, max_value=1.0),
-        FieldSpec("occurred_at", "timestamp"),
-        FieldSpec("updated_at", "timestamp"),
-        FieldSpec("duration_ms", "int", min_value=0, sql_type="NUMBER(18,0)"),
-        FieldSpec("attributes", "object", required=False),
-    ),
-)
-
-CAMERA_SCHEMA = RecordSchema(
-    "camera",
-    (
-        FieldSpec("camera_id", "str"),
-        FieldSpec("site_id", "str"),
-        FieldSpec("site_name", "str", required=False),
-        FieldSpec("city", "str", required=False),
-        FieldSpec("country", "str", required=False),
-        FieldSpec("timezone", "str", required=False),
-        FieldSpec("latitude", "float", min_value=-90.0, max_value=90.0),
-        FieldSpec("longitude", "float", min_value=-180.0, max_value=180.0),
-        FieldSpec("installed_at", "timestamp", required=False),
-        FieldSpec("active", "bool"),
-        FieldSpec("updated_at", "timestamp"),
-    ),
-)
 
 
 # ------------------------------------------------------------------------------------------------ dedupe

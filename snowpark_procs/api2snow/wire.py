@@ -133,3 +133,29 @@ def optional_object(raw: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     if value is not None and type(value) is not dict:
         raise TypeError(f"{key}: expected object, got {_type_name(value)}")
     return value
+
+
+def require_object(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A JSON object."""
+    value = _field(raw, key)
+    if type(value) is not dict:
+        raise TypeError(f"{key}: expected object, got {_type_name(value)}")
+    return value
+
+
+def require_bool(raw: Mapping[str, Any], key: str) -> bool:
+    """A JSON boolean (not 0/1 or "true")."""
+    value = _field(raw, key)
+    if type(value) is not bool:
+        raise TypeError(f"{key}: expected boolean, got {_type_name(value)}")
+    return value
+
+
+def require_any(raw: Mapping[str, Any], key: str) -> Any:
+    """Any JSON value, present (the field's converter decides what it accepts)."""
+    return _field(raw, key)
+
+
+def optional_any(raw: Mapping[str, Any], key: str) -> Any:
+    """Any JSON value, or None when the field is absent or null."""
+    return _get(raw, key)

@@ -263,7 +263,8 @@ def _settings_reads() -> list[tuple[str, str]]:
                 reads.append((path.name, key.value))
             elif isinstance(key, ast.JoinedStr):
                 tail = "".join(part.value for part in key.values if isinstance(part, ast.Constant))
-                reads += [(path.name, name + tail) for name in SOURCES]
+                declared = [name + tail for name in SOURCES if name + tail in SETTINGS]
+                reads.append((path.name, declared[0] if declared else f"<source>{tail}"))
             else:
                 raise AssertionError(f"{path.name}:{node.lineno}: a settings key that cannot be checked")
             assert len(node.args) == 1 and not node.keywords, (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from api2snow.sources import get_source
+from api2snow.sources import EVENT_SCHEMA, get_source
 from api2snow.sources.api_c import list_cameras_envelope, parse_list_cameras
-from api2snow.transform import EVENT_SCHEMA, validate
+from api2snow.transform import validate
 
 
 def test_api_a_normalises_offsets_to_utc_and_lowercases():

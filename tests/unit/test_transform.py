@@ -6,9 +6,8 @@ import json
 
 import pytest
 from api2snow import jsonl
+from api2snow.sources import CAMERA_SCHEMA, EVENT_SCHEMA
 from api2snow.transform import (
-    CAMERA_SCHEMA,
-    EVENT_SCHEMA,
     BatchDeduper,
     FieldSpec,
     Outcome,

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 
@@ -366,3 +367,41 @@ class PageNumberPaginator(BasePaginator):
             req.params[self.page_param] = self.page
         if self.body_factory is not None:
             req.body = self.body_factory(self.page)
+
+
+class LinkHeaderPaginator(BasePaginator):
+    """The next page's URL in the response's `Link: <url>; rel="next"` header (RFC 8288), as GitHub-style
+    APIs give it; no such link is the end. The URL replaces the request's path and query; the client still
+    sends it only to the base URL's origin. A next URL seen before in the run is a loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_url: str | None = None
+        self._seen: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"LinkHeaderPaginator(next_url={self.next_url!r})"
+
+    def init_request(self, req: PageRequest) -> None:
+        super().init_request(req)
+        self.next_url, self._seen = None, set()
+
+    def update_state(self, response: requests.Response, payload: Any, records: list) -> list | None:
+        url = response.links.get("next", {}).get("url")
+        if not url:
+            self._has_next = False
+            return None
+        if url in self._seen:
+            raise PaginationError(
+                f"Link rel=next {url!r} was already followed in this run: the API pages in a loop"
+            )
+        self._seen.add(url)
+        self.next_url = url
+        return None
+
+    def update_request(self, req: PageRequest) -> None:
+        if self.next_url is None:
+            return
+        parts = urlsplit(self.next_url)
+        req.path = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        req.params = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -1,13 +1,64 @@
-"""The API sources, by the name the procedures and the task graph use."""
+"""The API sources: one module per source in this package, each declaring one `DeclaredSource`.
+
+A new API is a new module here (docs/SOURCES.md); nothing lists the sources by hand. The module's name is
+the source's name, which the procedures, the task graph and every derived Snowflake object use.
+"""
 
 from __future__ import annotations
 
-from .api_a import ApiA
-from .api_b import ApiB
-from .api_c import ApiC
-from .base import Source
+import importlib
+import pkgutil
 
-SOURCES: dict[str, Source] = {source.name: source for source in (ApiA(), ApiB(), ApiC())}
+from ..settings import register, source_settings
+from ..transform import FieldSpec, RecordSchema
+from .base import Source
+from .declaration import DeclarationError, DeclaredSource
+
+_MACHINERY = {"base", "declaration", "entities"}  # modules of this package that are not sources
+
+
+def _declared_in(module: object) -> list[type[DeclaredSource]]:
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, DeclaredSource)
+        and value.__module__ == getattr(module, "__name__", "")
+        and "declaration" in vars(value)
+    ]
+
+
+def _discover() -> dict[str, Source]:
+    found: dict[str, Source] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name in _MACHINERY or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        classes = _declared_in(module)
+        if len(classes) != 1:
+            raise DeclarationError(
+                f"sources/{info.name}.py must declare exactly one source, found {len(classes)}"
+            )
+        source = classes[0]()
+        if source.name != info.name:
+            raise DeclarationError(
+                f"sources/{info.name}.py declares name={source.name!r}: a source is named after its file"
+            )
+        found[source.name] = source
+    return found
+
+
+SOURCES: dict[str, Source] = _discover()
+for _source in SOURCES.values():
+    _declared = _source.declaration  # type: ignore[attr-defined]
+    register(
+        source_settings(
+            _declared.name,
+            _declared.title,
+            _declared.rate_limit_per_min,
+            _declared.auth.scope if _declared.auth.kind == "oauth2_client_credentials" else None,
+        )
+    )
 
 
 def get_source(name: str) -> Source:
@@ -15,3 +66,20 @@ def get_source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise ValueError(f"unknown source {name!r}; expected one of {', '.join(sorted(SOURCES))}") from None
+
+
+def entity_schema(entity: str) -> RecordSchema:
+    """The validation schema of an entity across its sources (the `source` field allows each of them)."""
+    sources = [s for s in SOURCES.values() if s.schema.name == entity]
+    if not sources:
+        raise ValueError(f"no source of entity {entity!r}")
+    names = frozenset(s.name for s in sources)
+    fields = tuple(
+        FieldSpec("source", "str", choices=names) if f.name == "source" else f
+        for f in sources[0].schema.fields
+    )
+    return RecordSchema(entity, fields)
+
+
+EVENT_SCHEMA = entity_schema("events")
+CAMERA_SCHEMA = entity_schema("cameras")

@@ -12,14 +12,12 @@ from typing import Any
 
 import requests
 
-from ..http.auth import Auth, HttpBasicAuth
 from ..http.paginate import PageNumberPaginator, PageRequest, Paginator
-from ..platform import Platform
 from ..settings import Settings
-from ..transform import CAMERA_SCHEMA, to_utc_iso
-from .base import Source
+from ..transform import to_utc_iso
+from .declaration import AuthSpec, DeclaredSource, PaginationSpec, RequestSpec, SourceDeclaration
+from .entities import CAMERA_FIELDS, mapped
 
-SECRET_KEY = "api_c_login"
 NAMESPACE = "urn:api2snow:cameras"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP_ACTION = '"urn:api2snow:cameras#ListCameras"'
@@ -58,28 +56,52 @@ def parse_list_cameras(xml: bytes) -> tuple[dict[str, Any], list[dict[str, str]]
     return payload, cameras
 
 
-class ApiC(Source):
-    name = "api_c"
-    raw_table = "RAW.API_C_CAMERAS"
-    pipe = "RAW.API_C_CAMERAS_PIPE"
-    clean_table = "CLEAN.DIM_CAMERAS"
-    staging_view = "CLEAN.STG_CAMERAS"
-    schema = CAMERA_SCHEMA
-    id_field = "camera_id"
-    clean_key = "CAMERA_ID"
-    rate_limit_per_min = 60
-    page_size = 100
-    incremental = False
-    wire_id = "cameraId"
-    wire_version = "updatedAt"
+def _or_none(text: str) -> str | None:
+    """XML has no null: an empty element is an absent value."""
+    return text or None
 
-    def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
-        user, password = platform.username_password(SECRET_KEY)
-        return HttpBasicAuth(user, password)
+
+class ApiC(DeclaredSource):
+    """The declaration says what it can; SOAP's envelope, page numbers in the body and XML parsing are
+    override hooks."""
+
+    declaration = SourceDeclaration(
+        name="api_c",
+        title="API C",
+        entity="cameras",
+        auth=AuthSpec("basic", secret="api_c_login"),
+        request=RequestSpec("/soap/cameras", method="POST"),
+        pagination=PaginationSpec("custom"),
+        records_path=None,
+        id_field="cameraId",
+        version_field="updatedAt",
+        fields=mapped(
+            CAMERA_FIELDS,
+            camera_id={"wire": "cameraId"},
+            site_id={"wire": "siteId"},
+            site_name={"wire": "siteName", "convert": _or_none},
+            city={"wire": "city", "convert": _or_none},
+            country={"wire": "country", "convert": _or_none},
+            timezone={"wire": "timezone", "convert": _or_none},
+            latitude={"wire": "latitude", "wire_type": "str", "convert": float},
+            longitude={"wire": "longitude", "wire_type": "str", "convert": float},
+            installed_at={"wire": "installedAt", "convert": lambda v: to_utc_iso(v) if v else None},
+            active={"wire": "active", "wire_type": "str", "convert": lambda v: _xsd_bool(v)},
+            updated_at={"wire": "updatedAt", "wire_type": "str"},
+        ),
+        rate_limit_per_min=60,
+        page_size=100,
+        max_page_size=100,
+        incremental=False,
+        tag_source=False,
+        raw_table="RAW.API_C_CAMERAS",
+        clean_table="CLEAN.DIM_CAMERAS",
+        host_example="https://api-c.example.com",
+    )
 
     def first_request(self, since: datetime | None) -> PageRequest:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION}
-        return PageRequest("POST", "/soap/cameras", headers=headers)
+        return PageRequest("POST", self.declaration.request.path, headers=headers)
 
     def paginator(self, settings: Settings) -> Paginator:
         return PageNumberPaginator(
@@ -90,21 +112,6 @@ class ApiC(Source):
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:
         return parse_list_cameras(response.content)
-
-    def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "camera_id": raw["cameraId"],
-            "site_id": raw["siteId"],
-            "site_name": raw.get("siteName") or None,
-            "city": raw.get("city") or None,
-            "country": raw.get("country") or None,
-            "timezone": raw.get("timezone") or None,
-            "latitude": float(raw["latitude"]),
-            "longitude": float(raw["longitude"]),
-            "installed_at": to_utc_iso(raw["installedAt"]) if raw.get("installedAt") else None,
-            "active": _xsd_bool(raw["active"]),
-            "updated_at": to_utc_iso(raw["updatedAt"]),
-        }
 
 
 def _xsd_bool(text: str) -> bool:

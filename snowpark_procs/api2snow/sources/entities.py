@@ -1,0 +1,54 @@
+"""The record models CLEAN and ANALYTICS know, each declared once: target fields, types and constraints.
+
+Sources of one entity share its CLEAN column types (their staging rows are one UNION ALL view), so a
+source declares only where each field comes from on its wire (`mapped`). A source of a new kind of record
+declares its own `Field`s in full instead. docs/CONTRACTS.md describes the normalised shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .declaration import DeclarationError, Field
+
+EVENT_FIELDS = (
+    Field("event_id", "str"),
+    Field("event_type", "str"),
+    Field("camera_id", "str"),
+    Field("category", "str"),
+    Field("confidence", "float", min_value=0.0, max_value=1.0),
+    Field("occurred_at", "timestamp"),
+    Field("updated_at", "timestamp"),
+    Field("duration_ms", "int", min_value=0, sql_type="NUMBER(18,0)"),
+    Field("attributes", "object", required=False),
+)
+
+CAMERA_FIELDS = (
+    Field("camera_id", "str"),
+    Field("site_id", "str"),
+    Field("site_name", "str", required=False),
+    Field("city", "str", required=False),
+    Field("country", "str", required=False),
+    Field("timezone", "str", required=False),
+    Field("latitude", "float", min_value=-90.0, max_value=90.0),
+    Field("longitude", "float", min_value=-180.0, max_value=180.0),
+    Field("installed_at", "timestamp", required=False),
+    Field("active", "bool"),
+    Field("updated_at", "timestamp"),
+)
+
+ENTITY_FIELDS = {"events": EVENT_FIELDS, "cameras": CAMERA_FIELDS}
+
+
+def mapped(fields: tuple[Field, ...], **wire: dict[str, Any]) -> tuple[Field, ...]:
+    """The entity's fields with each one's wire side (`wire`, `wire_type`, `convert`, ...) filled in.
+    Every field must be mapped, or left to the source's `normalize` hook with `{"wire": None}`."""
+    names = [f.name for f in fields]
+    unknown = sorted(set(wire) - set(names))
+    if unknown:
+        raise DeclarationError(f"no field {unknown[0]!r} in this entity; its fields are {', '.join(names)}")
+    missing = [name for name in names if name not in wire]
+    if missing:
+        raise DeclarationError(f"field {missing[0]!r} is not mapped to the wire")
+    return tuple(dataclasses.replace(f, **wire[f.name]) for f in fields)
