@@ -375,6 +375,28 @@ def teardown(
     run_plan(steps, dry_run=dry_run, echo=typer.echo)
 
 
+@app.command()
+def generate(
+    check: Annotated[
+        bool, typer.Option("--check", help="change nothing; exit 1 naming the files whose sections are stale")
+    ] = False,
+) -> None:
+    """Rewrite the generated sections of sql/, external_access/ and snowflake.yml from the source
+    declarations (snowpark_procs/api2snow/sources/): every per-source Snowflake object."""
+    from . import derive
+
+    stale = derive.generate(check=check)
+    if check and stale:
+        fail(f"stale generated sections in {', '.join(stale)}: run api2snow generate")
+        raise typer.Exit(1)
+    if check:
+        typer.echo("generated sections are current")
+    elif stale:
+        typer.echo(f"rewrote the generated sections of {', '.join(stale)}")
+    else:
+        typer.echo("generated sections were current; nothing rewritten")
+
+
 def main() -> None:
     _quiet()
     debug = os.environ.get("API2SNOW_DEBUG") == "1"

@@ -14,28 +14,44 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from api2snow.sources import SOURCES
+from api2snow.sources.declaration import SourceDeclaration
 from snowflake.connector.util_text import split_statements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = re.compile(r"<%\s*(?:ctx\.env\.)?([A-Za-z_][A-Za-z0-9_]*)\s*%>")
 EXTERNAL_ACCESS_SQL = Path("external_access") / "01_network_rules_and_secrets.sql"
 ADMIN_SQL = Path("external_access") / "02_admin_integrations.sql"
-# Template variables of external_access/ that are secret values, not env keys; each file says where they come
-# from (deploy: environment variables; the local stack: its own credentials for the mock APIs).
-SECRET_VARIABLES = (
-    "api_a_client_id",
-    "api_a_client_secret",
-    "api_b_key",
-    "api_c_user",
-    "api_c_password",
-    "aws_role_arn",
-)
-# Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
-HOST_VARIABLES = {
-    "api_a_host": "api_a_base_url",
-    "api_b_host": "api_b_base_url",
-    "api_c_host": "api_c_base_url",
+# Secret template variables of external_access/ per auth kind of a source, after `<source>_`: what the
+# source's SECRET (or OAuth2 integration) is created with. Each file says where the values come from (deploy:
+# environment variables; the local stack: its own credentials for the mock APIs).
+AUTH_SECRET_VARIABLES: dict[str, tuple[str, ...]] = {
+    "oauth2_client_credentials": ("client_id", "client_secret"),
+    "api_key": ("key",),
+    "bearer": ("token",),
+    "basic": ("user", "password"),
+    "none": (),
 }
+
+
+def secret_variables(declaration: SourceDeclaration) -> tuple[str, ...]:
+    """The secret template variables of one source, by its auth kind (`api_b_key`, `api_c_user`, ...)."""
+    return tuple(f"{declaration.name}_{suffix}" for suffix in AUTH_SECRET_VARIABLES[declaration.auth.kind])
+
+
+def host_variable(declaration: SourceDeclaration) -> str:
+    """The template variable of a source's host[:port] in its network rule (`api_a_host`)."""
+    return f"{declaration.name}_host"
+
+
+DECLARATIONS: tuple[SourceDeclaration, ...] = tuple(
+    source.declaration  # type: ignore[attr-defined]
+    for source in SOURCES.values()
+)
+# Template variables of external_access/ that are secret values, not env keys: every source's, then AWS's.
+SECRET_VARIABLES = (*(name for d in DECLARATIONS for name in secret_variables(d)), "aws_role_arn")
+# Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
+HOST_VARIABLES = {host_variable(d): d.base_url_setting for d in DECLARATIONS}
 
 
 class ProjectError(Exception):

@@ -6,14 +6,14 @@
 -- Idempotent without replacing anything: each object is created only if absent, then brought up to date with
 -- ALTER. Replacing a rule or a secret would break the integrations and procedures that refer to it.
 --
--- Template variables that are NOT in snowflake.yml's env block:
---   api_a_host, api_b_host, api_c_host  host[:port] of api_*_base_url (`api2snow deploy` derives them)
---   api_b_key, api_c_user, api_c_password  secret values
--- `api2snow deploy` fills the secret values from the environment variables API2SNOW_API_B_KEY,
--- API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD and sends the statements on standard input; it never prints
--- them or writes them to a file. By hand:
+-- Template variables that are NOT in snowflake.yml's env block (the generated sections use them):
+--   <src>_host  host[:port] of <src>_base_url (`api2snow deploy` derives them)
+--   any other  a secret value of a source (api_b_key, api_c_user, api_c_password, api_d_token, ...)
+-- `api2snow deploy` fills each secret value from the environment variable API2SNOW_<NAME> (API2SNOW_API_B_KEY,
+-- ...) and sends the statements on standard input; it never prints them or writes them to a file. By hand:
 -- snow sql -f external_access/01_network_rules_and_secrets.sql -D api_a_host=... -D api_b_key=...
 
+-- api2snow:generated network_rules
 -- Egress to API A: one host serves both the OAuth token endpoint and the events endpoint.
 CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_NETWORK_RULE
 MODE = EGRESS
@@ -38,7 +38,7 @@ ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_B_NETWORK_RULE SET
 VALUE_LIST = ('<% api_b_host %>')
 COMMENT = 'api2snow: API B host';
 
--- Egress to API C (SOAP endpoint and WSDL share the host).
+-- Egress to API C.
 CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_C_NETWORK_RULE
 MODE = EGRESS
 TYPE = HOST_PORT
@@ -49,6 +49,19 @@ COMMENT = 'api2snow: API C host';
 ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_C_NETWORK_RULE SET
 VALUE_LIST = ('<% api_c_host %>')
 COMMENT = 'api2snow: API C host';
+
+-- Egress to API D.
+CREATE NETWORK RULE IF NOT EXISTS <% ctx.env.database %>.OPS.API_D_NETWORK_RULE
+MODE = EGRESS
+TYPE = HOST_PORT
+VALUE_LIST = ('<% api_d_host %>')
+COMMENT = 'api2snow: API D host';
+
+-- API D's rule follows api_d_base_url when the host changes.
+ALTER NETWORK RULE <% ctx.env.database %>.OPS.API_D_NETWORK_RULE SET
+VALUE_LIST = ('<% api_d_host %>')
+COMMENT = 'api2snow: API D host';
+-- api2snow:end network_rules
 
 -- Egress to the landing bucket for boto3, and to nothing else on AWS: the bucket's own virtual-hosted names,
 -- regional and global (boto3 uses the global one in us-east-1). Not the regional path-style endpoint, which
@@ -71,6 +84,7 @@ VALUE_LIST = (
 )
 COMMENT = 'api2snow: landing bucket and STS hosts';
 
+-- api2snow:generated secrets
 -- API A's bearer token, issued by Snowflake through the OAuth2 integration of external_access/02 part 1, which
 -- holds the client id and secret. INGEST_API_A reads it with get_oauth_access_token('api_a_client').
 CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_A_CLIENT_SECRET
@@ -113,6 +127,17 @@ COMMENT = 'api2snow: API C user and password';
 ALTER SECRET <% ctx.env.database %>.OPS.API_C_LOGIN_SECRET SET
 USERNAME = '<% api_c_user %>'
 PASSWORD = '<% api_c_password %>';
+
+-- API D's token, sent as Authorization: Bearer; read with get_generic_secret_string('api_d_token').
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.API_D_TOKEN_SECRET
+TYPE = GENERIC_STRING
+SECRET_STRING = '<% api_d_token %>'
+COMMENT = 'api2snow: API D token';
+
+-- Rotates API D's token to the value given to this deploy.
+ALTER SECRET <% ctx.env.database %>.OPS.API_D_TOKEN_SECRET SET
+SECRET_STRING = '<% api_d_token %>';
+-- api2snow:end secrets
 
 -- Short-lived AWS credentials for boto3, issued by Snowflake through the AWS_IAM security integration
 -- (external_access/02 part 1, trust policy in docs/DEPLOY.md); read with get_cloud_provider_token('aws_s3').

@@ -93,6 +93,7 @@ COMMENT = 'api2snow: AWS credentials for the ingest procedures';
 -- The owner creates AWS_S3_SECRET on the AWS_IAM integration.
 GRANT USAGE ON INTEGRATION API2SNOW_AWS_IAM_INT TO ROLE <% ctx.env.owner_role %>;
 
+-- api2snow:generated oauth_integrations
 -- API A's OAuth2 client credentials, held by Snowflake: it runs the client-credentials exchange against API A's
 -- token endpoint and hands INGEST_API_A a bearer token (API_A_CLIENT_SECRET, TYPE = OAUTH2, in
 -- external_access/01). Named per environment, since dev and prod may use different API A clients.
@@ -118,12 +119,14 @@ OAUTH_ALLOWED_SCOPES = ('<% ctx.env.api_a_scope %>');
 
 -- The owner creates API_A_CLIENT_SECRET on the OAuth2 integration.
 GRANT USAGE ON INTEGRATION API2SNOW_API_A_OAUTH_INT<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
+-- api2snow:end oauth_integrations
 
 -- PART 2: external access integrations and future grants. They need the network rules and secrets of
 -- external_access/01 and the ANALYTICS schema of sql/01, so `api2snow deploy` runs this part after them.
 
 USE ROLE ACCOUNTADMIN;
 
+-- api2snow:generated external_access_integrations
 -- What INGEST_API_A may reach: API A's host, with the OAuth2 token of its integration.
 CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_A_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_A_NETWORK_RULE)
@@ -165,6 +168,20 @@ ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_C_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_C_LOGIN_SECRET)
 ENABLED = TRUE;
 
+-- What INGEST_API_D may reach: API D's host, with its token.
+CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_API_D_EAI<% ctx.env.eai_suffix %>
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_D_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_D_TOKEN_SECRET)
+ENABLED = TRUE
+COMMENT = 'api2snow: API D for INGEST_API_D';
+
+-- Keeps API D's integration pointed at this database's rule and secret, without replacing it.
+ALTER EXTERNAL ACCESS INTEGRATION API2SNOW_API_D_EAI<% ctx.env.eai_suffix %> SET
+ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.API_D_NETWORK_RULE)
+ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.API_D_TOKEN_SECRET)
+ENABLED = TRUE;
+-- api2snow:end external_access_integrations
+
 -- What every ingest procedure may reach to stage its parts: the bucket and STS, with the AWS credentials.
 CREATE EXTERNAL ACCESS INTEGRATION IF NOT EXISTS API2SNOW_S3_EAI<% ctx.env.eai_suffix %>
 ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
@@ -178,6 +195,7 @@ ALLOWED_NETWORK_RULES = (<% ctx.env.database %>.OPS.S3_NETWORK_RULE)
 ALLOWED_AUTHENTICATION_SECRETS = (<% ctx.env.database %>.OPS.AWS_S3_SECRET)
 ENABLED = TRUE;
 
+-- api2snow:generated integration_grants
 -- The owner creates the procedures that use API A's integration.
 GRANT USAGE ON INTEGRATION API2SNOW_API_A_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
 
@@ -186,6 +204,10 @@ GRANT USAGE ON INTEGRATION API2SNOW_API_B_EAI<% ctx.env.eai_suffix %> TO ROLE <%
 
 -- The owner creates the procedures that use API C's integration.
 GRANT USAGE ON INTEGRATION API2SNOW_API_C_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner creates the procedures that use API D's integration.
+GRANT USAGE ON INTEGRATION API2SNOW_API_D_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
+-- api2snow:end integration_grants
 
 -- The owner creates the procedures that use the S3 integration.
 GRANT USAGE ON INTEGRATION API2SNOW_S3_EAI<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;

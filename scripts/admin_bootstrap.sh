@@ -11,9 +11,9 @@
 #
 # usage: scripts/admin_bootstrap.sh --connection ADMIN_CONNECTION [--env dev|prod] [--env-file FILE]
 #                                   [--set KEY=VALUE ...] [--admin-only] [--dry-run]
-# Needs API2SNOW_AWS_ROLE_ARN, API2SNOW_API_A_CLIENT_ID and API2SNOW_API_A_CLIENT_SECRET, and, without
-# --admin-only, external_access/01's secrets too (API2SNOW_API_B_KEY, API2SNOW_API_C_USER,
-# API2SNOW_API_C_PASSWORD). docs/DEPLOY.md "Snow-only scripts".
+# Needs API2SNOW_AWS_ROLE_ARN and the OAuth2 sources' client credentials (API2SNOW_API_A_CLIENT_ID, ...), and,
+# without --admin-only, external_access/01's secrets too (API2SNOW_API_B_KEY, ...; --dry-run names what is
+# missing). docs/DEPLOY.md "Snow-only scripts".
 set -eu
 
 mode=bootstrap

@@ -16,8 +16,19 @@ ADMIN_ROLE=ACCOUNTADMIN
 STEPS_FILE=deploy/steps.txt
 ENVS_FILE=deploy/envs.yml
 PART_2='-- PART 2:'
-SECRET_NAMES='api_a_client_id api_a_client_secret api_b_key api_c_user api_c_password aws_role_arn'
-HOST_NAMES='api_a_host api_b_host api_c_host' # <% api_a_host %>: host[:port] of env api_a_base_url ...
+load_template_names() { # HOST_NAMES, SECRET_NAMES: the <% name %> variables of external_access/ (not
+    # <% ctx.env.x %>), read from the files api2snow generates from the source declarations: NAME_host is the
+    # host[:port] of env NAME_base_url, any other one is a secret
+    _vars=$(awk '{
+        s = $0
+        while (match(s, /<%[ \t]*[a-z0-9_]+[ \t]*%>/)) {
+            v = substr(s, RSTART, RLENGTH); gsub(/<%[ \t]*|[ \t]*%>/, "", v); print v
+            s = substr(s, RSTART + RLENGTH)
+        }
+    }' external_access/*.sql | sort -u)
+    HOST_NAMES=$(printf '%s\n' $_vars | grep '_host$' | tr '\n' ' ')
+    SECRET_NAMES=$(printf '%s\n' $_vars | grep -v '_host$' | tr '\n' ' ')
+}
 SNOW=${API2SNOW_SNOW_BIN:-snow}
 
 usage() {
@@ -36,8 +47,9 @@ usage: scripts/deploy.sh --connection NAME [--env dev|prod] [--env-file FILE] [-
   --print-env            print the environment values the steps use, and exit
   --mode MODE            full (default) | bootstrap | admin-only: see scripts/admin_bootstrap.sh
 
-Secrets come from API2SNOW_API_A_CLIENT_ID, API2SNOW_API_A_CLIENT_SECRET, API2SNOW_API_B_KEY,
-API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD, API2SNOW_AWS_ROLE_ARN. API2SNOW_SNOW_BIN names another `snow`.
+Secrets come from API2SNOW_<NAME> environment variables, one per secret template variable <% name %> of
+external_access/ (API2SNOW_API_B_KEY, API2SNOW_AWS_ROLE_ARN, ...; --dry-run names the missing ones).
+API2SNOW_SNOW_BIN names another `snow`.
 EOF
 }
 
@@ -496,6 +508,7 @@ case $ENV_FILE in '' | /*) ;; *) ENV_FILE="$(pwd)/$ENV_FILE" ;; esac # before cd
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+load_template_names
 load_defaults
 load_overrides
 load_hosts

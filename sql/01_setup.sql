@@ -44,11 +44,14 @@ USING (
         ('bucket', '<% ctx.env.bucket %>'),
         ('region', '<% ctx.env.region %>'),
         ('s3_endpoint_url', '<% ctx.env.s3_endpoint_url %>'),
+        -- api2snow:generated pipeline_config
         ('api_a_base_url', '<% ctx.env.api_a_base_url %>'),
         ('api_a_auth', '<% ctx.env.api_a_auth %>'),
         ('api_a_scope', '<% ctx.env.api_a_scope %>'),
         ('api_b_base_url', '<% ctx.env.api_b_base_url %>'),
         ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
+        ('api_d_base_url', '<% ctx.env.api_d_base_url %>'),
+        -- api2snow:end pipeline_config
         ('part_max_mb', '<% ctx.env.part_max_mb %>')
 ) AS incoming
     ON cfg.config_key = incoming.config_key

@@ -19,6 +19,7 @@ CREATE STAGE IF NOT EXISTS <% ctx.env.database %>.RAW.LANDING
     FILE_FORMAT = <% ctx.env.database %>.RAW.JSONL_GZ
     COMMENT = 'api2snow landing bucket';
 
+-- api2snow:generated raw_tables
 -- API A events as staged: one normalised event per row.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.API_A_EVENTS (
     PAYLOAD VARIANT,
@@ -46,6 +47,16 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.API_C_CAMERAS (
     LOADED_AT TIMESTAMP_LTZ
 );
 
+-- API D events as staged: one normalised event per row.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.API_D_EVENTS (
+    PAYLOAD VARIANT,
+    FILE_NAME STRING,
+    FILE_ROW_NUMBER NUMBER,
+    BATCH_ID STRING,
+    LOADED_AT TIMESTAMP_LTZ
+);
+-- api2snow:end raw_tables
+
 -- Records that failed validation, with the reason, from every source.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.REJECTED_RECORDS (
     PAYLOAD VARIANT,
@@ -55,6 +66,7 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.RAW.REJECTED_RECORDS (
     LOADED_AT TIMESTAMP_LTZ
 );
 
+-- api2snow:generated raw_pipes
 -- Loads API A parts (not rejects, not manifests) into RAW.API_A_EVENTS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.API_A_EVENTS_PIPE
 AUTO_INGEST = TRUE
@@ -108,6 +120,25 @@ FROM (
 )
 PATTERN = '.*part-[0-9]+[.]jsonl[.]gz'
 FILE_FORMAT = (FORMAT_NAME = '<% ctx.env.database %>.RAW.JSONL_GZ');
+
+-- Loads API D parts into RAW.API_D_EVENTS.
+CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.API_D_EVENTS_PIPE
+AUTO_INGEST = TRUE
+COMMENT = 'api2snow: loads source=api_d parts'
+AS
+COPY INTO <% ctx.env.database %>.RAW.API_D_EVENTS (PAYLOAD, FILE_NAME, FILE_ROW_NUMBER, BATCH_ID, LOADED_AT)
+FROM (
+    SELECT
+        $1,
+        metadata$filename,
+        metadata$file_row_number,
+        $1:_batch_id::STRING,
+        metadata$start_scan_time
+    FROM @<% ctx.env.database %>.RAW.LANDING/source=api_d/
+)
+PATTERN = '.*part-[0-9]+[.]jsonl[.]gz'
+FILE_FORMAT = (FORMAT_NAME = '<% ctx.env.database %>.RAW.JSONL_GZ');
+-- api2snow:end raw_pipes
 
 -- Loads rejects files of every source into RAW.REJECTED_RECORDS.
 CREATE PIPE IF NOT EXISTS <% ctx.env.database %>.RAW.REJECTED_RECORDS_PIPE

@@ -2,7 +2,8 @@
 -- The STG_ views type the RAW payloads; BUILD_CLEAN merges the rows of loaded batches from them,
 -- keeping for each id the row with the latest UPDATED_AT.
 
--- Typed rows of both event sources, one per RAW row (not deduplicated).
+-- api2snow:generated staging_views
+-- Typed rows of all 3 event sources, one per RAW row (not deduplicated).
 -- The casts are the column types of the CLN_ tables; transform.EVENT_SCHEMA rejects at ingest any value
 -- they cannot hold (tests/unit/test_schema_matches_sql.py keeps the two in step). DURATION_MS is
 -- NUMBER(18, 0), not NUMBER(38, 0): that is what both Snowflake and the local warehouse hold exactly.
@@ -35,7 +36,22 @@ SELECT
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number
-FROM <% ctx.env.database %>.RAW.API_B_EVENTS AS raw_rows;
+FROM <% ctx.env.database %>.RAW.API_B_EVENTS AS raw_rows
+UNION ALL
+SELECT
+    'api_d' AS source,
+    raw_rows.payload:event_id::STRING AS event_id,
+    raw_rows.payload:event_type::STRING AS event_type,
+    raw_rows.payload:camera_id::STRING AS camera_id,
+    raw_rows.payload:category::STRING AS category,
+    raw_rows.payload:confidence::FLOAT AS confidence,
+    raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
+    raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
+    raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
+    raw_rows.batch_id,
+    raw_rows.file_name,
+    raw_rows.file_row_number
+FROM <% ctx.env.database %>.RAW.API_D_EVENTS AS raw_rows;
 
 -- Typed rows of the camera directory (API C), one per RAW row.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.CLEAN.STG_CAMERAS AS
@@ -56,7 +72,9 @@ SELECT
     raw_rows.file_name,
     raw_rows.file_row_number
 FROM <% ctx.env.database %>.RAW.API_C_CAMERAS AS raw_rows;
+-- api2snow:end staging_views
 
+-- api2snow:generated clean_tables
 -- API A events, typed, one row per EVENT_ID holding its latest version.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS (
     EVENT_ID STRING NOT NULL,
@@ -101,3 +119,18 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.DIM_CAMERAS (
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );
+
+-- API D events, typed, one row per EVENT_ID holding its latest version.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS (
+    EVENT_ID STRING NOT NULL,
+    EVENT_TYPE STRING,
+    CAMERA_ID STRING,
+    CATEGORY STRING,
+    CONFIDENCE FLOAT,
+    OCCURRED_AT TIMESTAMP_NTZ,
+    UPDATED_AT TIMESTAMP_NTZ,
+    DURATION_MS NUMBER(18, 0),
+    BATCH_ID STRING,
+    MERGED_AT TIMESTAMP_NTZ
+);
+-- api2snow:end clean_tables

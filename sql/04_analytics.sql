@@ -4,6 +4,7 @@
 -- Every clean event of every source, enriched with its camera's site (NULL site when the camera is unknown).
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_EVENTS AS
 WITH all_events AS (
+    -- api2snow:generated events_union
     SELECT
         'api_a' AS source,
         event_id,
@@ -27,6 +28,19 @@ WITH all_events AS (
         updated_at,
         duration_ms
     FROM <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS
+    UNION ALL
+    SELECT
+        'api_d' AS source,
+        event_id,
+        event_type,
+        camera_id,
+        category,
+        confidence,
+        occurred_at,
+        updated_at,
+        duration_ms
+    FROM <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS
+    -- api2snow:end events_union
 )
 
 SELECT
@@ -62,6 +76,7 @@ GROUP BY source, occurred_at::DATE, category;
 -- RAW's LOADED_AT is TIMESTAMP_LTZ (Snowpipe's METADATA$START_SCAN_TIME, an instant); it is read here as
 -- naive UTC, like every other timestamp of the pipeline.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_RAW_STATS AS
+-- api2snow:generated raw_stats
 SELECT
     'api_a' AS source,
     COUNT(*) AS raw_rows,
@@ -74,7 +89,15 @@ SELECT
     COUNT(*) AS raw_rows,
     COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
     CONVERT_TIMEZONE('UTC', MAX(loaded_at))::TIMESTAMP_NTZ AS last_loaded_at
-FROM <% ctx.env.database %>.RAW.API_B_EVENTS;
+FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+UNION ALL
+SELECT
+    'api_d' AS source,
+    COUNT(*) AS raw_rows,
+    COUNT(DISTINCT payload:event_id::STRING) AS raw_distinct_ids,
+    CONVERT_TIMEZONE('UTC', MAX(loaded_at))::TIMESTAMP_NTZ AS last_loaded_at
+FROM <% ctx.env.database %>.RAW.API_D_EVENTS;
+-- api2snow:end raw_stats
 
 -- How current each source is: newest event, newest update, newest RAW row, newest batch confirmed loaded
 -- (an empty batch counts: it proves the pipeline ran), and their age in minutes. All naive UTC, measured

@@ -30,6 +30,7 @@ raw_loaded AS (
         COUNT(*) AS raw_rows,
         COUNT(DISTINCT raw.event_id) AS raw_distinct_ids
     FROM (
+        -- api2snow:generated dq_raw_union
         SELECT
             batch_id,
             payload:event_id::STRING AS event_id
@@ -39,6 +40,12 @@ raw_loaded AS (
             batch_id,
             payload:event_id::STRING AS event_id
         FROM <% ctx.env.database %>.RAW.API_B_EVENTS
+        UNION ALL
+        SELECT
+            batch_id,
+            payload:event_id::STRING AS event_id
+        FROM <% ctx.env.database %>.RAW.API_D_EVENTS
+        -- api2snow:end dq_raw_union
     ) AS raw
     INNER JOIN <% ctx.env.database %>.OPS.BATCH_LEDGER AS batches
         ON raw.batch_id = batches.batch_id
@@ -51,7 +58,9 @@ raw_stats AS (
         sources.source,
         COALESCE(raw_loaded.raw_rows, 0) AS raw_rows,
         COALESCE(raw_loaded.raw_distinct_ids, 0) AS raw_distinct_ids
-    FROM (SELECT column1 AS source FROM VALUES ('api_a'), ('api_b')) AS sources
+    -- api2snow:generated dq_sources
+    FROM (SELECT column1 AS source FROM VALUES ('api_a'), ('api_b'), ('api_d')) AS sources
+    -- api2snow:end dq_sources
     LEFT JOIN raw_loaded
         ON sources.source = raw_loaded.source
 ),

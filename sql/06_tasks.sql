@@ -18,6 +18,7 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.ROOT
 AS
     SELECT 'api2snow graph run started' AS status;
 
+-- api2snow:generated ingest_tasks
 -- Pulls API A (OAuth2, cursor pages) since its watermark and stages gzip JSONL parts on S3.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_A
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
@@ -36,7 +37,7 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_B
 AS
     CALL <% ctx.env.database %>.OPS.INGEST_API_B();
 
--- Pulls the camera directory from API C (SOAP) and stages it on S3.
+-- Pulls the camera directory from API C (HTTP Basic, custom pages) and stages it on S3.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_C
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     USER_TASK_TIMEOUT_MS = 1800000
@@ -45,6 +46,17 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_C
 AS
     CALL <% ctx.env.database %>.OPS.INGEST_API_C();
 
+-- Pulls API D (bearer token, Link header pages) since its watermark and stages gzip JSONL parts on S3.
+CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.INGEST_API_D
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    USER_TASK_TIMEOUT_MS = 1800000
+    COMMENT = 'api2snow: extract API D to S3'
+    AFTER <% ctx.env.database %>.PIPELINE.ROOT
+AS
+    CALL <% ctx.env.database %>.OPS.INGEST_API_D();
+-- api2snow:end ingest_tasks
+
+-- api2snow:generated refresh_pipe_tasks
 -- Queues API A's new parts for Snowpipe (ALTER PIPE ... REFRESH PREFIX).
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_A
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
@@ -69,14 +81,26 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C
 AS
     CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_c');
 
+-- Queues API D's new parts for Snowpipe.
+CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_D
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    COMMENT = 'api2snow: refresh the API D pipe for staged batches'
+    AFTER <% ctx.env.database %>.PIPELINE.INGEST_API_D
+AS
+    CALL <% ctx.env.database %>.OPS.REFRESH_PIPE('api_d');
+-- api2snow:end refresh_pipe_tasks
+
 -- Waits until every part of every staged batch is in RAW, then advances the watermarks.
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.WAIT_FOR_LOAD
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     COMMENT = 'api2snow: wait for Snowpipe to load every staged part'
     AFTER
+    -- api2snow:generated wait_for_load_after
     <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_A,
     <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_B,
-    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C
+    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_C,
+    <% ctx.env.database %>.PIPELINE.REFRESH_PIPE_API_D
+    -- api2snow:end wait_for_load_after
 AS
     CALL <% ctx.env.database %>.OPS.WAIT_FOR_LOAD(900);
 

@@ -23,6 +23,7 @@ GRANT USAGE ON SCHEMA <% ctx.env.database %>.RAW TO ROLE <% ctx.env.operator_rol
 -- Operator: runs (EXECUTE TASK), suspends, resumes and watches every task of the graph.
 GRANT MONITOR, OPERATE ON ALL TASKS IN SCHEMA <% ctx.env.database %>.PIPELINE TO ROLE <% ctx.env.operator_role %>;
 
+-- api2snow:generated pipe_grants
 -- Operator: watches the API A pipe.
 GRANT MONITOR ON PIPE <% ctx.env.database %>.RAW.API_A_EVENTS_PIPE TO ROLE <% ctx.env.operator_role %>;
 
@@ -31,6 +32,10 @@ GRANT MONITOR ON PIPE <% ctx.env.database %>.RAW.API_B_EVENTS_PIPE TO ROLE <% ct
 
 -- Operator: watches the API C pipe.
 GRANT MONITOR ON PIPE <% ctx.env.database %>.RAW.API_C_CAMERAS_PIPE TO ROLE <% ctx.env.operator_role %>;
+
+-- Operator: watches the API D pipe.
+GRANT MONITOR ON PIPE <% ctx.env.database %>.RAW.API_D_EVENTS_PIPE TO ROLE <% ctx.env.operator_role %>;
+-- api2snow:end pipe_grants
 
 -- Operator: watches the rejects pipe.
 GRANT MONITOR ON PIPE <% ctx.env.database %>.RAW.REJECTED_RECORDS_PIPE TO ROLE <% ctx.env.operator_role %>;

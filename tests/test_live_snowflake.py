@@ -307,11 +307,12 @@ def test_deploy_created_every_task_pipe_procedure_and_secret(project, graph):
     tasks = {row["name"] for row in _query(project, f"SHOW TASKS IN SCHEMA {db}.PIPELINE")}
     assert tasks == {t.short_name for t in graph.tasks.values()}
     pipes = {row["name"] for row in _query(project, f"SHOW PIPES IN SCHEMA {db}.RAW")}
-    assert pipes == {"API_A_EVENTS_PIPE", "API_B_EVENTS_PIPE", "API_C_CAMERAS_PIPE", "REJECTED_RECORDS_PIPE"}
+    assert pipes == {s.pipe.split(".")[-1] for s in SOURCES.values()} | {"REJECTED_RECORDS_PIPE"}
     procedures = {row["name"] for row in _query(project, f"SHOW USER PROCEDURES IN SCHEMA {db}.OPS")}
     assert procedures == set(project.procedures())
     secrets = {row["name"] for row in _query(project, f"SHOW SECRETS IN SCHEMA {db}.OPS")}
-    assert secrets == {"API_A_CLIENT_SECRET", "API_B_KEY_SECRET", "API_C_LOGIN_SECRET", "AWS_S3_SECRET"}
+    declared = {f"{s.declaration.auth.secret.upper()}_SECRET" for s in SOURCES.values()}  # type: ignore[attr-defined]
+    assert secrets == declared | {"AWS_S3_SECRET"}
     states = {row["name"]: row["state"] for row in _query(project, f"SHOW TASKS IN SCHEMA {db}.PIPELINE")}
     assert states[graph.root.short_name] == "started", "deploy did not resume the graph"
 

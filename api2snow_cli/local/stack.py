@@ -19,7 +19,7 @@ from typing import Any
 from api2snow import platform as platform_seam
 from api2snow.platform import AwsCredentials
 
-from ..project import PROJECT_ROOT, Project, host_port
+from ..project import DECLARATIONS, PROJECT_ROOT, Project, host_port, secret_variables
 from . import egress
 from .auto_ingest import LocalSnowpipeQueue
 from .mock_apis.context import Credentials
@@ -65,6 +65,16 @@ NOT_EMULATED = (
     "ALTER TASK",
     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE",
 )
+
+
+# A source's auth kind -> the fields of the mock APIs' Credentials its secret variables take, in order.
+_MOCK_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "oauth2_client_credentials": ("client_id", "client_secret"),
+    "api_key": ("api_key",),
+    "bearer": ("bearer_token",),
+    "basic": ("soap_user", "soap_password"),
+    "none": (),
+}
 
 
 def default_home() -> Path:
@@ -115,9 +125,7 @@ class LocalStack:
             {
                 "env_name": "local",
                 "s3_endpoint_url": self.s3.endpoint_url,
-                "api_a_base_url": urls["api_a"],
-                "api_b_base_url": urls["api_b"],
-                "api_c_base_url": urls["api_c"],
+                **{d.base_url_setting: urls[d.name] for d in DECLARATIONS if d.name in urls},
                 **self.options.env_overrides,
             },
         )
@@ -183,16 +191,15 @@ class LocalStack:
         )
 
     def _secret_values(self) -> dict[str, str]:
-        """What external_access/'s secret variables are rendered with locally: the mock APIs' credentials."""
+        """What external_access/'s secret variables are rendered with locally: the mock APIs' credentials,
+        by each source's auth kind (project.secret_variables names them in this order)."""
         creds = self.options.credentials
-        return {
-            "api_a_client_id": creds.client_id,
-            "api_a_client_secret": creds.client_secret,
-            "api_b_key": creds.api_key,
-            "api_c_user": creds.soap_user,
-            "api_c_password": creds.soap_password,
-            "aws_role_arn": LOCAL_AWS_ROLE_ARN,
-        }
+        values = {"aws_role_arn": LOCAL_AWS_ROLE_ARN}
+        for declaration in DECLARATIONS:
+            fields = _MOCK_CREDENTIALS[declaration.auth.kind]
+            names = secret_variables(declaration)
+            values.update({name: getattr(creds, f) for name, f in zip(names, fields, strict=True)})
+        return values
 
     def _egress_stand_ins(self) -> dict[str, str]:
         """Network-rule hosts served here by a stand-in: the S3 rule's AWS hosts (bucket, S3, STS) mean

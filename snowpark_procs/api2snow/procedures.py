@@ -1,4 +1,4 @@
-"""Stored procedure handlers, one per procedure entity in snowflake.yml.
+"""Stored procedure handlers, one per procedure entity in snowflake.yml (the ingest ones made per source).
 
 Each handler is thin: it resolves settings and the platform, calls one module, sets the task's return
 value to a short JSON summary (what Snowsight shows on the graph) and returns the same summary.
@@ -40,16 +40,21 @@ def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> 
             raise safe from None
 
 
-def ingest_api_a(session: Any) -> dict[str, Any]:
-    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_a")))
+def _ingest_handler(name: str) -> Callable[[Any], dict[str, Any]]:
+    """The handler of INGEST_<NAME>: one batch of source `name`, with only its own EAI and secrets."""
+
+    def handler(session: Any) -> dict[str, Any]:
+        return _run(session, lambda p, s: run_ingest(session, p, s, get_source(name)))
+
+    handler.__name__ = handler.__qualname__ = f"ingest_{name}"
+    handler.__doc__ = f"INGEST_{name.upper()}: one ingest batch of source {name!r}, staged on S3."
+    return handler
 
 
-def ingest_api_b(session: Any) -> dict[str, Any]:
-    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_b")))
-
-
-def ingest_api_c(session: Any) -> dict[str, Any]:
-    return _run(session, lambda p, s: run_ingest(session, p, s, get_source("api_c")))
+# One module-level `ingest_<source>` per declared source (snowflake.yml's handler
+# api2snow.procedures.ingest_<source>), made from the declarations rather than written out per source.
+for _name in SOURCES:
+    globals()[f"ingest_{_name}"] = _ingest_handler(_name)
 
 
 def refresh_pipe(session: Any, source: str) -> dict[str, Any]:

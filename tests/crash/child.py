@@ -30,24 +30,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from api2snow.sources import SOURCES
+
 Args = dict[str, Any]
 
 SEED = 7
 HISTORY_HOURS = 1
 PART_BYTES = 2 * 1024  # small parts, so a batch has several and a kill can land between two of them
-WAIT_TIMEOUT_S = 3.0  # local pipe loads are synchronous: a part missing at the first look never arrives
+WAIT_TIMEOUT_S = 3.0  # local auto-ingest loads a part within a second of its PUT
 WAIT_POLL_S = 0.5
 
-CLEAN_KEYS = {
-    "CLEAN.CLN_API_A_EVENTS": "EVENT_ID",
-    "CLEAN.CLN_API_B_EVENTS": "EVENT_ID",
-    "CLEAN.DIM_CAMERAS": "CAMERA_ID",
-}
+CLEAN_KEYS = {source.clean_table: source.clean_key for source in SOURCES.values()}
 ANALYTICS = ("ANALYTICS.ANL_DAILY_SUMMARY", "ANALYTICS.VW_DAILY_EVENT_COUNTS", "ANALYTICS.VW_TOP_CATEGORIES")
 RUN_COLUMNS = {"BATCH_ID", "MERGED_AT", "REFRESHED_AT"}  # say when or by which batch, not what
 LEDGER_TIMES = ("STARTED_AT", "STAGED_AT", "LOADED_AT", "MERGED_AT")  # stamped by the warehouse clock
 CLOCK_FILE = "crash_sweep_clock.json"  # the mock time of the last run in a home (the harness's own file)
-RAW_TABLES = ("RAW.API_A_EVENTS", "RAW.API_B_EVENTS", "RAW.API_C_CAMERAS", "RAW.REJECTED_RECORDS")
+RAW_TABLES = (*(source.raw_table for source in SOURCES.values()), "RAW.REJECTED_RECORDS")
 
 
 # ---- kill points -----------------------------------------------------------------------------------

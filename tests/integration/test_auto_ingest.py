@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api2snow.sources import SOURCES
 
 from .helpers import notifications_lost, scalar, set_config
 
@@ -73,12 +74,9 @@ def test_the_deploy_notification_reaches_the_pipes_queue(stack):
         q["Id"]: next(r["Value"] for r in q["Filter"]["Key"]["FilterRules"] if r["Name"] == "prefix")
         for q in config["QueueConfigurations"]
     }
-    assert prefixes == {
-        "api2snow-api_a_events_pipe": "source=api_a/",
-        "api2snow-api_b_events_pipe": "source=api_b/",
-        "api2snow-api_c_cameras_pipe": "source=api_c/",
-        "api2snow-rejected_records_pipe": "_rejects/",
-    }
+    expected = {f"api2snow-{s.pipe.split('.')[-1].lower()}": f"source={s.name}/" for s in SOURCES.values()}
+    assert prefixes == {**expected, "api2snow-rejected_records_pipe": "_rejects/"}
+    assert expected["api2snow-api_c_cameras_pipe"] == "source=api_c/"
     assert {q["QueueArn"] for q in config["QueueConfigurations"]} == {stack.snowpipe_queue.queue_arn}
 
 

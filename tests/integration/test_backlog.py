@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from api2snow.sources import SOURCES
 
 from api2snow_cli.source_progress import source_progress, source_progress_query
 
@@ -55,9 +56,7 @@ def test_a_backlog_five_times_the_budget_is_current_after_about_five_runs(stack)
         assert {r["EVENT_ID"]: r["UPDATED_AT"] for r in rows} == truth[source]
         staged = scalar(stack, f"SELECT SUM(staged) FROM {db}.OPS.BATCH_LEDGER WHERE source = ?", [source])
         assert scalar(stack, f"SELECT COUNT(*) FROM {db}.RAW.{source.upper()}_EVENTS") == staged
-    assert {p.source: p.state for p in _progress(stack)} == dict.fromkeys(
-        ["api_a", "api_b", "api_c"], "current"
-    )
+    assert {p.source: p.state for p in _progress(stack)} == dict.fromkeys(SOURCES, "current")
 
 
 def _progress(stack) -> list:

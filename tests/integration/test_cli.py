@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from api2snow.sources import SOURCES
 
 pytestmark = pytest.mark.integration
 CLI = Path(sys.executable).parent / "api2snow"
@@ -40,7 +41,7 @@ def test_status_json_lists_every_task_succeeded(home):
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["state"] == "SUCCEEDED"
-    assert len(status["tasks"]) == 14
+    assert len(status["tasks"]) == 8 + 2 * len(SOURCES)  # INGEST_ and REFRESH_PIPE_ per source
     assert {t["state"] for t in status["tasks"]} == {"SUCCEEDED"}
     for task in status["tasks"]:
         assert {"name", "state", "duration_s", "return_value", "error"} <= task.keys()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from api2snow.sources import SOURCES
 
 from tests.crash.child import KILL_POINTS
 
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT_S = 120
 UNFINISHED = ("STARTED", "STAGED", "LOADED")  # a batch left in one of these after a run is stuck
-INCREMENTAL = ("api_a", "api_b")  # sources with a watermark
+INCREMENTAL = tuple(name for name, source in SOURCES.items() if source.incremental)  # with a watermark
 NEXT_HOUR_POINTS = (
     "ingest_after_first_part",
     "ingest_after_staged",

@@ -7,6 +7,7 @@ import json
 import pytest
 from api2snow import loading
 from api2snow.platform import PlatformError, bulk_copy_statement
+from api2snow.sources import SOURCES
 
 from api2snow_cli.local.auto_ingest import created_objects, object_created
 from api2snow_cli.local.pipes import REFRESH_WINDOW_SECONDS, PipeDefinition, is_pipe_statement
@@ -27,7 +28,7 @@ def test_every_raw_pipe_auto_ingests():
         for s in project.statements(path)
         if is_pipe_statement(s)
     ]
-    assert len(pipes) == 4
+    assert len(pipes) == len(SOURCES) + 1  # and the rejects pipe
     assert all(pipe.auto_ingest for pipe in pipes), [p.name for p in pipes if not p.auto_ingest]
 
 

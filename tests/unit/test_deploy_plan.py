@@ -21,6 +21,8 @@ import pytest
 import sqlfluff
 import sqlglot
 import yaml
+from api2snow.sources import SOURCES
+from api2snow.sources.declaration import SourceDeclaration
 from sqlglot import tokens
 from sqlglot.dialects.snowflake import Snowflake
 from typer.testing import CliRunner
@@ -44,8 +46,34 @@ from api2snow_cli.deploy import (
 )
 from api2snow_cli.history import graph_run_status
 from api2snow_cli.local.tasks import graph_from_statements, is_task_statement
-from api2snow_cli.project import PROJECT_ROOT, Project, ProjectError
+from api2snow_cli.project import (
+    HOST_VARIABLES,
+    PROJECT_ROOT,
+    Project,
+    ProjectError,
+    secret_variables,
+    sql_string_body,
+)
 
+# The declared sources (snowpark_procs/api2snow/sources/): every expectation about a source's objects is
+# derived from these, so a new source is checked like the others; A, B and C keep their specific checks.
+DECLARATIONS: tuple[SourceDeclaration, ...] = tuple(
+    source.declaration  # type: ignore[attr-defined]
+    for source in SOURCES.values()
+)
+OAUTH = tuple(d for d in DECLARATIONS if d.auth.kind == "oauth2_client_credentials")
+# The Snowflake SECRET type each auth kind needs (AuthSpec's docstring): this test's own table, not derive's.
+SECRET_TYPE = {
+    "oauth2_client_credentials": "OAUTH2",
+    "api_key": "GENERIC_STRING",
+    "bearer": "GENERIC_STRING",
+    "basic": "PASSWORD",
+}
+# The RAW pipes and the S3 prefix each loads: one per source, and the rejects pipe.
+PIPE_PREFIXES = {
+    **{d.pipe.rsplit(".", 1)[-1]: f"source={d.name}/" for d in DECLARATIONS},
+    "REJECTED_RECORDS_PIPE": "_rejects/",
+}
 GOLDEN = Path(__file__).parent / "golden" / "deploy_plan_dev.txt"
 # The fixed environment of the golden plan: every value pinned, so only a change to the project's SQL,
 # external access or plan logic changes the golden text.
@@ -61,13 +89,18 @@ FIXED_DEV = {
     "s3_endpoint_url": "",
     "storage_integration": "API2SNOW_S3_INT_DEV",
     "storage_aws_role_arn": "arn:aws:iam::000000000000:role/api2snow-snowflake-storage-dev",
-    "api_a_base_url": "https://sandbox.api-a.example.com",
-    "api_b_base_url": "https://sandbox.api-b.example.com",
-    "api_c_base_url": "https://sandbox.api-c.example.com",
+    # every source's base URL, from its name alone (api_a: https://sandbox.api-a.example.com)
+    **{d.base_url_setting: f"https://sandbox.{d.name.replace('_', '-')}.example.com" for d in DECLARATIONS},
     "task_schedule": "USING CRON 0 6 * * * UTC",
     "part_max_mb": "64",
 }
-SECRET_VALUES = {  # fake values for the tests that run the plan; long and distinctive so a leak is visible
+# Fake values for the tests that run the plan, one per secret variable (SECRET_ENV, from the declarations);
+# long and distinctive so a leak is visible, with quotes, a backslash and template marks on purpose.
+SECRET_VALUES = {
+    **{
+        var: f"{name.replace('_', '-')}-'quoted'-\\backslash-<% not_this %>-{index:02d}f3"
+        for index, (name, var) in enumerate(SECRET_ENV.items())
+    },
     "API2SNOW_API_A_CLIENT_ID": "client-id-4f1e2d",
     "API2SNOW_API_A_CLIENT_SECRET": "s3cr3t-'quoted'-\\backslash-9c8b",
     "API2SNOW_API_B_KEY": "api-key-7a6b5c4d",
@@ -249,8 +282,11 @@ def test_teardown_drops_what_deploy_created(teardown, project, plan):
     drops = _step(teardown, "drop tasks").statements
     assert len(drops) == len(tasks.tasks) and drops[-1] == f"DROP TASK IF EXISTS {tasks.root.name}"
     assert drops[0] == f"DROP TASK IF EXISTS {tasks.finalizer.name}"
-    for pipe in ("API_A_EVENTS_PIPE", "API_B_EVENTS_PIPE", "API_C_CAMERAS_PIPE", "REJECTED_RECORDS_PIPE"):
-        assert f"DROP PIPE IF EXISTS {db}.RAW.{pipe}" in text
+    assert sorted(_step(teardown, "drop pipes").statements) == sorted(
+        f"DROP PIPE IF EXISTS {db}.RAW.{pipe}" for pipe in PIPE_PREFIXES
+    )
+    for d in DECLARATIONS:
+        assert f"DROP PROCEDURE IF EXISTS {db}.OPS.INGEST_{d.upper}()" in text
     assert f"DROP PROCEDURE IF EXISTS {db}.OPS.WAIT_FOR_LOAD(INT)" in text
     assert f"DROP PROCEDURE IF EXISTS {db}.OPS.REFRESH_PIPE(STRING)" in text
     assert len(_step(teardown, "drop procedures").statements) == len(project.procedures())
@@ -259,12 +295,17 @@ def test_teardown_drops_what_deploy_created(teardown, project, plan):
     assert admin.argv[admin.argv.index("--role") + 1] == ADMIN_ROLE
     for name in (
         "API2SNOW_API_A_EAI_DEV",
+        "API2SNOW_API_A_OAUTH_INT_DEV",
         "API2SNOW_S3_EAI_DEV",
         "API2SNOW_AWS_IAM_INT",
         "API2SNOW_S3_INT_DEV",
         "API2SNOW_OWNER",
     ):
         assert name in text
+    for d in DECLARATIONS:  # every source's integrations
+        assert f"DROP INTEGRATION IF EXISTS API2SNOW_{d.upper}_EAI_DEV" in admin.statements, d.name
+        if d in OAUTH:
+            assert f"DROP INTEGRATION IF EXISTS API2SNOW_{d.upper}_OAUTH_INT_DEV" in admin.statements, d.name
     assert "WAREHOUSE" not in text
     without_admin = teardown_plan(project, "dev", "any", include_admin=False)
     assert "DROP INTEGRATION" not in "\n".join(_statements(without_admin))
@@ -284,8 +325,14 @@ def test_every_rendered_statement_parses_as_snowflake_sql(plan, teardown, projec
         kinds = [t.token_type for t in Snowflake().tokenize(statement)]  # raises on unbalanced quotes
         assert kinds.count(tokens.TokenType.L_PAREN) == kinds.count(tokens.TokenType.R_PAREN), statement
         assert SQLFLUFF_GAPS[head].fullmatch(_flat(statement)), statement
-    assert gaps["CREATE EXTERNAL ACCESS INTEGRATION"] == 4 and gaps["ALTER NETWORK RULE"] == 4
-    assert gaps["CREATE SECURITY INTEGRATION"] == 2 and gaps["ALTER SECURITY INTEGRATION"] == 1
+    # one external access integration and network rule per source, and S3's; an OAuth2 integration per
+    # OAuth2 source (API A's), and the AWS_IAM one
+    assert gaps["CREATE EXTERNAL ACCESS INTEGRATION"] == gaps["ALTER EXTERNAL ACCESS INTEGRATION"]
+    assert gaps["CREATE EXTERNAL ACCESS INTEGRATION"] == len(DECLARATIONS) + 1
+    assert gaps["ALTER NETWORK RULE"] == len(DECLARATIONS) + 1
+    assert gaps["CREATE SECURITY INTEGRATION"] == len(OAUTH) + 1
+    assert gaps["ALTER SECURITY INTEGRATION"] == len(OAUTH)
+    assert any(d.name == "api_a" for d in OAUTH)
 
 
 def test_owned_sql_has_a_comment_above_every_statement_and_upper_case_keywords():
@@ -329,7 +376,9 @@ def test_no_create_or_replace_on_pipes_stages_tables_or_external_access(plan):
     ]
     assert not creates, "pipes, stages and tables are created only IF NOT EXISTS"
     pipes = [s for s in _statements(plan) if re.match(r"^CREATE\s+PIPE", s, re.I)]
-    assert len(pipes) == 4 and all(re.match(r"^CREATE\s+PIPE\s+IF\s+NOT\s+EXISTS\b", p, re.I) for p in pipes)
+    assert len(pipes) == len(PIPE_PREFIXES) and all(
+        re.match(r"^CREATE\s+PIPE\s+IF\s+NOT\s+EXISTS\b", p, re.I) for p in pipes
+    )
 
 
 # ---- external access matches snowflake.yml --------------------------------------------------------------
@@ -362,19 +411,27 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
             assert secret.upper() in allowed, f"{proc.name}: no EAI of it allows {secret}"
         for eai in proc.external_access_integrations:
             assert eai.upper() in eais, f"{proc.name}: external access integration {eai} is not created"
-    assert {s.rsplit(".", 1)[-1] for s in secrets} == {
-        "API_A_CLIENT_SECRET",
-        "API_B_KEY_SECRET",
-        "API_C_LOGIN_SECRET",
-        "AWS_S3_SECRET",
-    }
+    # each source's secret (OPS.<auth.secret>_SECRET), of the type its auth kind needs, and AWS's
     kinds = {name.rsplit(".", 1)[-1]: re.search(r"TYPE = (\w+)", s).group(1) for name, s in secrets.items()}
     assert kinds == {
+        **{f"{d.auth.secret.upper()}_SECRET": SECRET_TYPE[d.auth.kind] for d in DECLARATIONS},
+        "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN",
+    }
+    assert {
         "API_A_CLIENT_SECRET": "OAUTH2",
         "API_B_KEY_SECRET": "GENERIC_STRING",
         "API_C_LOGIN_SECRET": "PASSWORD",
-        "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN",
-    }
+    }.items() <= kinds.items()
+    for d in DECLARATIONS:  # the procedure reads its source's secret under the declared key, through its EAI
+        proc = project.procedures()[f"INGEST_{d.upper}"]
+        assert (
+            proc.secrets[d.auth.secret].upper()
+            == f"{project.env['database']}.OPS.{d.auth.secret.upper()}_SECRET"
+        )
+        assert (
+            proc.external_access_integrations[0].upper()
+            == f"API2SNOW_{d.upper}_EAI{project.env['eai_suffix']}"
+        )
     integrations = _created(statements, "SECURITY INTEGRATION")
     for name, secret in secrets.items():  # OAUTH2 and CLOUD_PROVIDER_TOKEN secrets
         used = re.search(r"API_AUTHENTICATION = '?([A-Z0-9_$]+)", secret)
@@ -384,6 +441,14 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
     api_a_secret = secrets[project.procedures()["INGEST_API_A"].secrets["api_a_client"].upper()]
     oauth = re.search(r"API_AUTHENTICATION = ([A-Z0-9_$]+)", api_a_secret)
     assert _names_in("ALLOWED_API_AUTHENTICATION_INTEGRATIONS", api_a_eai) == [oauth.group(1)]
+    for d in DECLARATIONS:  # only an OAuth2 source's EAI allows an API authentication integration: its own
+        proc = project.procedures()[f"INGEST_{d.upper}"]
+        eai = eais[proc.external_access_integrations[0].upper()]
+        secret = secrets[proc.secrets[d.auth.secret].upper()]
+        assert _names_in("ALLOWED_AUTHENTICATION_SECRETS", eai) == [proc.secrets[d.auth.secret].upper()]
+        used = re.search(r"API_AUTHENTICATION = ([A-Z0-9_$]+)", secret)
+        expected = [used.group(1)] if d in OAUTH else []
+        assert _names_in("ALLOWED_API_AUTHENTICATION_INTEGRATIONS", eai) == expected, d.name
     admin = _statements([s for s in plan if "admin" in s.name])
     assert all(re.match(r"^(USE ROLE|CREATE|ALTER|GRANT)\b", s) for s in admin)
     assert not any(
@@ -418,7 +483,8 @@ def test_every_network_rule_host_is_a_configured_api_or_the_buckets_own_s3_host(
     project = load_project("dev", {**FIXED_DEV, **overrides})
     plan = build_plan(project, "dev", "any", secrets_from_env=False)
     env = project.env
-    apis = {key: host_port(env[f"{key}_base_url"]) for key in ("api_a", "api_b", "api_c")}
+    apis = {d.name: host_port(env[d.base_url_setting]) for d in DECLARATIONS}
+    assert {f"{name}_host": f"{name}_base_url" for name in apis} == HOST_VARIABLES
     aws = {
         f"{env['bucket']}.s3.{env['region']}.amazonaws.com",
         f"{env['bucket']}.s3.amazonaws.com",
@@ -435,10 +501,13 @@ def test_every_network_rule_host_is_a_configured_api_or_the_buckets_own_s3_host(
     suffix = env["eai_suffix"]
     assert suffix == "_DEV"  # dev and prod may share an account: the integrations are named per env
     assert by_eai == {
-        f"API2SNOW_API_A_EAI{suffix}": {apis["api_a"]},
-        f"API2SNOW_API_B_EAI{suffix}": {apis["api_b"]},
-        f"API2SNOW_API_C_EAI{suffix}": {apis["api_c"]},
+        **{f"API2SNOW_{d.upper}_EAI{suffix}": {apis[d.name]} for d in DECLARATIONS},
         f"API2SNOW_S3_EAI{suffix}": aws,
+    }
+    db = env["database"]
+    assert rules == {
+        **{f"{db}.OPS.{d.upper}_NETWORK_RULE": {apis[d.name]} for d in DECLARATIONS},
+        f"{db}.OPS.S3_NETWORK_RULE": aws,
     }
     if overrides:
         assert apis["api_a"] == "203.0.113.7:8080" and apis["api_c"] == "mock-c.example.net:80"
@@ -446,17 +515,23 @@ def test_every_network_rule_host_is_a_configured_api_or_the_buckets_own_s3_host(
 
 # ---- secrets --------------------------------------------------------------------------------------------
 def test_dry_run_masks_secret_values_and_names_missing_ones(project, monkeypatch):
+    assert set(SECRET_VALUES) == set(SECRET_ENV.values())  # a fake value for every secret variable
     for var in SECRET_ENV.values():
         monkeypatch.delenv(var, raising=False)
     out: list[str] = []
     run_plan(build_plan(project, "dev", "any", secrets_from_env=True), dry_run=True, echo=out.append)
     assert "'<from env API2SNOW_API_B_KEY>'" in "\n".join(out)
+    for var in SECRET_ENV.values():
+        assert f"'<from env {var}>'" in "\n".join(out), var
     for var, value in SECRET_VALUES.items():
         monkeypatch.setenv(var, value)
     out.clear()
     run_plan(build_plan(project, "dev", "any", secrets_from_env=True), dry_run=True, echo=out.append)
     text = "\n".join(out)
     assert "SECRET_STRING = '***'" in text and "AWS_ROLE_ARN = '***'" in text and "<from env" not in text
+    assert text.count("SECRET_STRING = '***'") == 2 * sum(
+        SECRET_TYPE[d.auth.kind] == "GENERIC_STRING" for d in DECLARATIONS
+    )
     for value in SECRET_VALUES.values():
         assert value not in text
 
@@ -468,11 +543,16 @@ def test_a_real_run_without_secrets_stops_before_calling_snow(project, monkeypat
     with pytest.raises(DeployError, match="API2SNOW_API_A_CLIENT_ID") as error:
         run_plan(build_plan(project, "dev", "any"), dry_run=False, echo=lambda line: None)
     assert "API2SNOW_AWS_ROLE_ARN" in str(error.value) and len(str(error.value).splitlines()) == 1
+    assert all(var in str(error.value) for var in SECRET_ENV.values()), str(error.value)
     assert not fake["calls"].exists()
     steps = build_plan(project, "dev", "any", skip_admin=True)  # the admin's ARN is not needed then
     with pytest.raises(DeployError) as error:
         run_plan(steps, dry_run=False, echo=lambda line: None)
     assert "API2SNOW_AWS_ROLE_ARN" not in str(error.value)
+    # an OAuth2 source's client is the admin's (its integration's); every other source's secret is the owner's
+    for d in DECLARATIONS:
+        for name in secret_variables(d):
+            assert (SECRET_ENV[name] in str(error.value)) is (d not in OAUTH), (name, str(error.value))
 
 
 # ---- running: a fake `snow` -----------------------------------------------------------------------------
@@ -527,9 +607,18 @@ def _log(fake: dict[str, Path]) -> list[dict]:
 def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch, tmp_path):
     for var, value in SECRET_VALUES.items():
         monkeypatch.setenv(var, value)
-    monkeypatch.setenv("FAKE_SNOW_ECHO", SECRET_VALUES["API2SNOW_API_B_KEY"])  # snow quoting a secret back
-    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=3)
     steps = build_plan(project, "dev", "any", secrets_from_env=True)
+    # the failing step sends every source's secret but the OAuth2 clients' (the admin's part 1 has those)
+    sent_secrets = [SECRET_ENV[name] for name in steps[2].secret_names()]
+    assert sorted(sent_secrets) == sorted(
+        SECRET_ENV[name] for d in DECLARATIONS if d not in OAUTH for name in secret_variables(d)
+    )
+    # snow quoting each of them back, as given and as it stands in SQL
+    echoed = [
+        form for var in sent_secrets for form in (SECRET_VALUES[var], sql_string_body(SECRET_VALUES[var]))
+    ]
+    monkeypatch.setenv("FAKE_SNOW_ECHO", " ".join(echoed))
+    fake = _fake_snow(tmp_path, monkeypatch, fail_on_call=3)
     out: list[str] = []
     with pytest.raises(DeployError) as error:
         run_plan(steps, dry_run=False, echo=out.append)
@@ -537,6 +626,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     first = message.splitlines()[0]
     assert "[3/15] external access: network rules and secrets" in first
     assert "snow exited 1" in first and "SQL compilation error: Schema 'DB.OPS' does not exist" in first
+    assert f"does not exist or not authorized. {' '.join(['***'] * len(echoed))}" in first
     assert "RequestsDependencyWarning" not in first
     assert fake["calls"].read_text() == "3", "the deploy went on after a failing step"
     log = _log(fake)
@@ -756,8 +846,7 @@ def test_the_operator_runs_and_watches_the_graph_without_secrets_or_integrations
     assert ("MONITOR, OPERATE", f"ALL TASKS IN SCHEMA {db}.PIPELINE") in grants
     assert ("EXECUTE TASK", "ACCOUNT") in grants
     assert {t for p, t in grants if p == "MONITOR" and t.startswith("PIPE")} == {
-        f"PIPE {db}.RAW.{name}_PIPE"
-        for name in ("API_A_EVENTS", "API_B_EVENTS", "API_C_CAMERAS", "REJECTED_RECORDS")
+        f"PIPE {db}.RAW.{name}" for name in PIPE_PREFIXES
     }
     assert not any(
         "SECRET" in t or "INTEGRATION" in t or p.startswith("SELECT") and ".RAW." in t for p, t in grants
@@ -773,12 +862,6 @@ def test_procedures_run_as_their_owner(project):
 
 # ---- Snowpipe auto-ingest: the bucket's event notification ------------------------------------------------
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:sf-snowpipe-AIDAEXAMPLE"
-PIPE_PREFIXES = {
-    "API_A_EVENTS_PIPE": "source=api_a/",
-    "API_B_EVENTS_PIPE": "source=api_b/",
-    "API_C_CAMERAS_PIPE": "source=api_c/",
-    "REJECTED_RECORDS_PIPE": "_rejects/",
-}
 
 
 def _show_pipes(database: str, without_channel: tuple[str, ...] = ()) -> list[dict]:
@@ -914,8 +997,8 @@ def test_apply_merges_the_queue_configurations_into_the_buckets_own_configuratio
             config.pop("ResponseMetadata")
             assert config == {"TopicConfigurations": topics, "QueueConfigurations": [exports, *_ours(db)]}
     assert (
-        f"    applied to s3://{bucket}: 4 api2snow queue configuration(s), 2 other configuration(s) of the "
-        in ("\n".join(out))
+        f"    applied to s3://{bucket}: {len(PIPE_PREFIXES)} api2snow queue configuration(s), "
+        "2 other configuration(s) of the " in ("\n".join(out))
     )
 
 

@@ -17,14 +17,32 @@ from pathlib import Path
 
 import pytest
 import yaml
+from api2snow.sources import SOURCES
 
 from api2snow_cli.deploy import SECRET_ENV, Step, build_plan, env_overrides, load_project, load_steps
-from api2snow_cli.project import PROJECT_ROOT, ProjectError, render, split_sql, sql_string_body
+from api2snow_cli.project import (
+    HOST_VARIABLES,
+    PROJECT_ROOT,
+    SECRET_VARIABLES,
+    ProjectError,
+    render,
+    secret_variables,
+    split_sql,
+    sql_string_body,
+)
 from api2snow_cli.s3_notification import queue_configurations, split_by_channel
 
 DEPLOY_SH = PROJECT_ROOT / "scripts" / "deploy.sh"
 BOOTSTRAP_SH = PROJECT_ROOT / "scripts" / "admin_bootstrap.sh"
-SECRET_VALUES = {  # long and distinctive so a leak is visible; quotes and template marks on purpose
+DECLARATIONS = tuple(source.declaration for source in SOURCES.values())  # type: ignore[attr-defined]
+OAUTH = tuple(d for d in DECLARATIONS if d.auth.kind == "oauth2_client_credentials")
+# One per secret variable (SECRET_ENV, from the declarations); long and distinctive so a leak is visible;
+# quotes, a backslash and template marks on purpose.
+SECRET_VALUES = {
+    **{
+        var: f"{name.replace('_', '-')}-'quoted'-\\backslash-<% not_this %>-{index:02d}f3"
+        for index, (name, var) in enumerate(SECRET_ENV.items())
+    },
     "API2SNOW_API_A_CLIENT_ID": "client-id-4f1e2d",
     "API2SNOW_API_A_CLIENT_SECRET": "s3cr3t-'quoted'-\\backslash-9c8b",
     "API2SNOW_API_B_KEY": "api-key-7a6b5c4d",
@@ -56,7 +74,7 @@ else:
 
 
 def _pipe_rows(database: str, without_channel: str | None = None) -> list[dict]:
-    names = ["API_A_EVENTS_PIPE", "API_B_EVENTS_PIPE", "API_C_CAMERAS_PIPE", "REJECTED_RECORDS_PIPE"]
+    names = [*(d.pipe.rsplit(".", 1)[-1] for d in DECLARATIONS), "REJECTED_RECORDS_PIPE"]
     return [  # SHOW PIPES as `snow sql --format json` prints it: lower-case keys
         {
             "name": name,
@@ -221,6 +239,8 @@ def test_a_failing_step_stops_the_script_naming_it_without_printing_secrets(fake
         + " "
         + sql_string_body(SECRET_VALUES["API2SNOW_API_A_CLIENT_SECRET"])  # as it stands in SQL
     )
+    others = [f for v in SECRET_VALUES.values() for f in (v, sql_string_body(v))]  # every secret, both forms
+    echoed += " " + " ".join(others)
     result = fake.run(DEPLOY_SH, "-c", "any", "--env", "dev", FAKE_SNOW_FAIL_ON="3", FAKE_SNOW_ECHO=echoed)
     assert result.returncode != 0
     assert (fake.home / "calls").read_text() == "3", "the script went on after a failing step"
@@ -229,6 +249,7 @@ def test_a_failing_step_stops_the_script_naming_it_without_printing_secrets(fake
         "(external_access/01_network_rules_and_secrets.sql) failed (snow exited 1)" in result.stderr
     )
     assert "SQL compilation error: Schema 'DB.OPS' does not exist. *** ***" in result.stderr
+    assert f"does not exist. {' '.join(['***'] * (2 + len(others)))}" in result.stderr
     shown = result.stdout + result.stderr
     for value in SECRET_VALUES.values():
         assert value not in shown and sql_string_body(value) not in shown
@@ -244,10 +265,19 @@ def test_a_run_without_secrets_stops_before_calling_snow(fake):
         and "API2SNOW_API_B_KEY" in message
         and "API2SNOW_AWS_ROLE_ARN" in message
     )
+    assert set(re.findall(r"\bAPI2SNOW_\w+", message)) == set(SECRET_ENV.values()), message
     result = fake.run(DEPLOY_SH, "-c", "any", "--skip-admin", secrets=False, API2SNOW_API_B_KEY="k" * 8)
     assert (
         result.returncode != 0 and "API2SNOW_AWS_ROLE_ARN" not in result.stderr
     )  # the admin's are not needed
+    # what is still missing: every source's secret but B's (set) and the OAuth2 clients (the admin's)
+    assert set(re.findall(r"\bAPI2SNOW_\w+", result.stderr)) == {
+        SECRET_ENV[name]
+        for d in DECLARATIONS
+        if d not in OAUTH
+        for name in secret_variables(d)
+        if name != "api_b_key"
+    }, result.stderr
 
 
 def test_dry_run_prints_every_snow_command_with_secrets_masked_and_calls_nothing(fake):
@@ -257,12 +287,16 @@ def test_dry_run_prints_every_snow_command_with_secrets_masked_and_calls_nothing
     out = result.stdout
     assert out.count("    $ snow ") == 15 and "dry run: nothing connects" in out
     assert "-D 'api_b_key=***'" in out and "-f sql/06_tasks.sql" in out
+    for name in SECRET_VARIABLES:  # every secret, masked, in the step that uses it
+        assert f"-D '{name}=***'" in out, name
     assert "--stdin  # part 2 of external_access/02_admin_integrations.sql, on standard input" in out
     assert "-q 'SHOW PIPES IN SCHEMA <% ctx.env.database %>.RAW'" in out
     for value in SECRET_VALUES.values():
         assert value not in out
     unset = fake.run(DEPLOY_SH, "-c", "any", "--dry-run", secrets=False)
     assert "-D 'api_c_password=<from env API2SNOW_API_C_PASSWORD>'" in unset.stdout
+    for name, var in SECRET_ENV.items():
+        assert f"-D '{name}=<from env {var}>'" in unset.stdout, name
 
 
 # ---- environment values ------------------------------------------------------------------------------------
@@ -353,9 +387,41 @@ def test_api2snow_refuses_tasks_outside_the_suspend_resume_pair(tmp_path):
         build_plan(project, "dev", "any", secrets_from_env=False)
 
 
-def test_scripts_are_posix_sh_and_secret_variables_match_api2snow():
+def _template_names(root: Path) -> tuple[list[str], list[str]]:
+    """SECRET_NAMES and HOST_NAMES as scripts/deploy.sh's load_template_names reads them in `root`."""
+    function = re.search(
+        r"^load_template_names\(\) \{.*?^\}$", DEPLOY_SH.read_text(), re.MULTILINE | re.DOTALL
+    ).group(0)
+    shown = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'set -eu\n{function}\nload_template_names\nprintf "%s\\n%s\\n" "$SECRET_NAMES" "$HOST_NAMES"',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+    ).stdout.splitlines()
+    return shown[0].split(), shown[1].split()
+
+
+def test_scripts_are_posix_sh_and_secret_variables_match_api2snow(tmp_path):
     for script in (DEPLOY_SH, BOOTSTRAP_SH):
         assert script.read_text().startswith("#!/bin/sh\n") and os.access(script, os.X_OK)
         subprocess.run(["sh", "-n", str(script)], check=True)
-    names = re.search(r"^SECRET_NAMES='([^']*)'", DEPLOY_SH.read_text(), re.MULTILINE).group(1).split()
-    assert {f"API2SNOW_{n.upper()}" for n in names} == set(SECRET_ENV.values())
+    secrets, hosts = _template_names(PROJECT_ROOT)
+    assert sorted(secrets) == sorted(SECRET_VARIABLES) and len(secrets) == len(set(secrets))
+    assert {f"API2SNOW_{n.upper()}" for n in secrets} == set(SECRET_ENV.values())
+    assert sorted(hosts) == sorted(HOST_VARIABLES) == sorted(f"{d.name}_host" for d in DECLARATIONS)
+    assert {"api_d_token", "api_d_host"} <= {*secrets, *hosts}
+    # read from the files, not listed: a variable added to external_access/ is a new secret (or host) there
+    root = _project_copy(tmp_path)
+    sql = root / "external_access" / "01_network_rules_and_secrets.sql"
+    sql.write_text(
+        sql.read_text()
+        + "\n-- E's token.\nSELECT '<% api_e_token %>', '<%api_e_host%>', '<% ctx.env.bucket %>';\n"
+    )
+    secrets, hosts = _template_names(root)
+    assert sorted(secrets) == sorted([*SECRET_VARIABLES, "api_e_token"])
+    assert sorted(hosts) == sorted([*HOST_VARIABLES, "api_e_host"])

@@ -14,7 +14,7 @@ from api2snow_cli.local import egress
 from api2snow_cli.local.egress import Allowance, EgressConfigError, EgressDenied, HostPort
 from api2snow_cli.local.procedures import CallContext, _current
 from api2snow_cli.local.secrets import external_access_statements
-from api2snow_cli.project import Procedure, Project
+from api2snow_cli.project import SECRET_VARIABLES, Procedure, Project
 
 try:
     from ._http_fixtures import MockServer, Script, json_reply
@@ -29,6 +29,9 @@ SECRETS = {
     "api_c_password": "password",
     "aws_role_arn": "arn:aws:iam::000000000000:role/x",
 }
+SECRETS.update(
+    {name: f"value-of-{name}" for name in SECRET_VARIABLES if name not in SECRETS}
+)  # other sources
 
 
 def test_an_entry_without_port_means_443_and_ports_must_match() -> None:

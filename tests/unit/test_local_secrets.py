@@ -6,7 +6,7 @@ import pytest
 from api2snow.platform import AwsCredentials, PlatformError
 
 from api2snow_cli.local.secrets import LocalSecrets, parse_properties
-from api2snow_cli.project import Project
+from api2snow_cli.project import SECRET_VARIABLES, Project
 
 AWS = AwsCredentials("local-key", "local-secret")
 VALUES = {
@@ -17,6 +17,7 @@ VALUES = {
     "api_c_password": "pass-c",
     "aws_role_arn": "arn:aws:iam::000000000000:role/local",
 }
+VALUES.update({name: f"value-of-{name}" for name in SECRET_VARIABLES if name not in VALUES})  # other sources
 
 
 @pytest.fixture(scope="module")

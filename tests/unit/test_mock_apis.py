@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from api2snow.sources import SOURCES
 
 from api2snow_cli.local.mock_apis import (
     Credentials,
@@ -454,6 +455,7 @@ def test_mock_apis_defaults_and_fault_copies() -> None:
     explicit = MockApis(MockApiConfig(anchor=ANCHOR))
     assert explicit.clock.now() >= ANCHOR and explicit.clock.now() - ANCHOR < timedelta(seconds=5)
     with MockApis(MockApiConfig(anchor=ANCHOR)) as running:
-        assert set(running.urls) == {"api_a", "api_b", "api_c"}
+        # A, B and C by hand, and a mock generated from the declaration of every other source.
+        assert set(running.urls) == {"api_a", "api_b", "api_c", *SOURCES}
         assert all(url.startswith("http://127.0.0.1:") for url in running.urls.values())
     assert running.urls == {}

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from api2snow.sources import SOURCES
 
 from api2snow_cli.local.procedures import ProcedureDispatcher, is_call_statement, parse_call
 from api2snow_cli.local.tasks import graph_from_statements
@@ -61,7 +62,7 @@ def test_snow_build_rejects_an_unknown_key(tmp_path):
 
 def test_every_handler_imports_and_takes_the_declared_arguments(project):
     procedures = project.procedures()
-    assert len(procedures) == 11
+    assert len(procedures) == 8 + len(SOURCES)  # INGEST_<SRC> per source
     dispatcher = ProcedureDispatcher(procedures, session=None)
     for proc in procedures.values():
         params = list(inspect.signature(dispatcher.handler(proc)).parameters.values())

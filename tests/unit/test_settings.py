@@ -36,6 +36,12 @@ VALID = {
     "api_b_base_url": "https://api-b.example.com",
     "api_c_base_url": "http://127.0.0.1:8443/base",
     "part_max_mb": "64",
+    # every other declared source's base URL (a new source needs nothing here)
+    **{
+        f"{name}_base_url": f"https://{name}.example.com"
+        for name in SOURCES
+        if name not in ("api_a", "api_b", "api_c")
+    },
 }
 
 

@@ -1,7 +1,7 @@
 """``/_admin/*`` on every mock server: stats, the shared clock, runtime faults and ground truth.
 
-The admin surface is shared state, so every server answers for all three APIs; ``POST /_admin/faults``
-with flat settings changes the faults of the server it is sent to.
+The admin surface is shared state, so every server answers for all the APIs (``ctx.apis``, generated mocks
+included); ``POST /_admin/faults`` with flat settings changes the faults of the server it is sent to.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import parse_iso
-from .context import APIS, MockContext
+from .context import MockContext
 from .dataset import iso_z, to_ms
 from .http_base import Request, Response, error_response, json_response, method_not_allowed, not_found
 
@@ -45,11 +45,11 @@ class AdminApp:
             return error_response(400, "bad_request", str(exc))
 
     def stats(self, request: Request) -> Response:
-        return json_response(200, {api: self.ctx.stats[api].snapshot() for api in APIS})
+        return json_response(200, {api: self.ctx.stats[api].snapshot() for api in self.ctx.apis})
 
     def reset(self, request: Request) -> Response:
         """Zero the stats and forget rate-limit windows (handy between benchmark runs)."""
-        for api in APIS:
+        for api in self.ctx.apis:
             self.ctx.stats[api].reset()
             self.ctx.limiters[api].reset()
         return json_response(200, {"reset": True})
@@ -72,14 +72,15 @@ class AdminApp:
         return json_response(200, self._clock_state())
 
     def get_faults(self, request: Request) -> Response:
-        return json_response(200, {api: self.ctx.faults[api].as_dict() for api in APIS})
+        return json_response(200, {api: self.ctx.faults[api].as_dict() for api in self.ctx.apis})
 
     def set_faults(self, request: Request) -> Response:
         """Per API ``{"api_b": {"error_rate": 0.1}}``, or flat ``{"error_rate": 0.1}`` for this API."""
         body = _json_body(request)
-        if body and all(key in APIS for key in body):
+        apis = self.ctx.apis
+        if body and all(key in apis for key in body):
             changes = body
-        elif any(key in APIS for key in body):
+        elif any(key in apis for key in body):
             raise ValueError("mix of API names and fault settings; use one form")
         else:
             changes = {self.own_api: body}
@@ -92,12 +93,12 @@ class AdminApp:
     def truth(self, request: Request) -> Response:
         """Ground truth of ``source`` as of ``as_of`` (default: now), optionally after ``updated_since``."""
         source = request.query.get("source", self.own_api)
-        if source not in APIS:
-            raise ValueError(f"source must be one of {', '.join(APIS)}")
+        if source not in self.ctx.apis:
+            raise ValueError(f"source must be one of {', '.join(self.ctx.apis)}")
         as_of = _parse_iso(request.query["as_of"]) if request.query.get("as_of") else self.ctx.clock.now()
         since = request.query.get("updated_since")
-        truth = self.ctx.dataset.truth(source, as_of, _parse_iso(since) if since else None)
-        invalid = self.ctx.dataset.invalid_ids(source, as_of)
+        truth = self.ctx.truth(source, as_of, _parse_iso(since) if since else None)
+        invalid = self.ctx.invalid_ids(source, as_of)
         payload: dict[str, Any] = {
             "source": source,
             "as_of": iso_z(to_ms(as_of)),

@@ -1,4 +1,8 @@
-"""Run the three mock APIs together around one shared clock and data set (in-process or in the foreground)."""
+"""Run the mock APIs together around one shared clock and data set (in-process or in the foreground).
+
+API A, B and C are written by hand; every other source in `api2snow.sources.SOURCES` is served by a mock
+generated from its declaration (declared.py).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +17,39 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from api2snow.sources import SOURCES
+from api2snow.sources.declaration import SourceDeclaration
+
 from .admin import AdminApp
 from .api_a import ApiA
 from .api_b import ApiB
 from .api_c import ApiC
 from .clock import MockClock, as_utc, parse_iso
-from .context import APIS, Credentials, MockContext
+from .context import APIS, GENERATED, HAND_WRITTEN, Credentials, MockContext
 from .dataset import Dataset, floor_hour
-from .faults import Faults
+from .declared import DeclaredDataset, DeclaredMockApi, GenerationError
+from .faults import DEFAULT_RATE_LIMITS, Faults
 from .http_base import AppServer, MockApp
 
 
+def generated_declarations() -> tuple[SourceDeclaration, ...]:
+    """The declarations of the sources without a hand-written mock, by name."""
+    return tuple(SOURCES[name].declaration for name in GENERATED)  # type: ignore[attr-defined]
+
+
+def faults_for(api: str, declaration: SourceDeclaration | None = None) -> Faults:
+    """No faults, and the API's own rate limit: the contract's (A 100/min, B 60/min, C 60/min) or the
+    declaration's."""
+    if api in DEFAULT_RATE_LIMITS:
+        return Faults.for_api(api)
+    if declaration is None:
+        declaration = SOURCES[api].declaration  # type: ignore[attr-defined]
+    return Faults(rate_limit_per_min=declaration.rate_limit_per_min)
+
+
 def default_faults() -> dict[str, Faults]:
-    """Contract defaults: no faults, rate limits A 100/min, B 60/min, C 60/min."""
-    return {api: Faults.for_api(api) for api in APIS}
+    """Contract defaults of every API: no faults, each its rate limit."""
+    return {api: faults_for(api) for api in APIS}
 
 
 @dataclass
@@ -35,6 +58,8 @@ class MockApiConfig:
 
     The clock starts at ``clock_start``, else at an explicit ``anchor``, else at the real current time; with
     ``follow_real_time`` it then ticks with the wall clock. Faults missing from ``faults`` get the defaults.
+    ``declarations`` are the sources given a generated mock (None: every source without a hand-written one);
+    each creates ``events_per_hour_generated`` records an hour.
     """
 
     seed: int = 42
@@ -50,10 +75,13 @@ class MockApiConfig:
     update_rate: float = 0.2
     clock_start: datetime | None = None
     follow_real_time: bool = True
+    declarations: tuple[SourceDeclaration, ...] | None = None
+    events_per_hour_generated: int = 120
 
 
 class MockApis:
-    """The three mock API servers; ``start()`` returns ``{"api_a": url, "api_b": url, "api_c": url}``."""
+    """The mock API servers; ``start()`` returns ``{"api_a": url, "api_b": url, "api_c": url, ...}``, one
+    URL per API (``self.apis``: the hand-written ones, then one per declaration with a generated mock)."""
 
     def __init__(self, config: MockApiConfig | None = None) -> None:
         self.config = config or MockApiConfig()
@@ -61,9 +89,16 @@ class MockApis:
         anchor = as_utc(cfg.anchor) if cfg.anchor is not None else floor_hour(datetime.now(UTC))
         start = cfg.clock_start if cfg.clock_start is not None else cfg.anchor
         self.clock = MockClock(start, follow_real_time=cfg.follow_real_time)
+        declarations = generated_declarations() if cfg.declarations is None else cfg.declarations
+        for declaration in declarations:
+            if declaration.name in HAND_WRITTEN:
+                raise GenerationError(f"{declaration.name} has a hand-written mock")
+        by_name = {d.name: d for d in declarations}
+        self.apis: tuple[str, ...] = HAND_WRITTEN + tuple(by_name)
         # Copies, so runtime fault changes never leak back into the caller's config.
         self.faults: dict[str, Faults] = {
-            api: replace(cfg.faults[api]) if api in cfg.faults else Faults.for_api(api) for api in APIS
+            api: replace(cfg.faults[api]) if api in cfg.faults else faults_for(api, by_name.get(api))
+            for api in self.apis
         }
         self.dataset = Dataset(
             seed=cfg.seed,
@@ -75,15 +110,32 @@ class MockApis:
             update_rate=cfg.update_rate,
             faults=self.faults,
         )
-        self.context = MockContext.build(self.clock, self.dataset, self.faults, cfg.credentials, cfg.seed)
+        declared = {
+            name: DeclaredDataset(
+                declaration,
+                seed=cfg.seed,
+                anchor=anchor,
+                history_hours=cfg.history_hours,
+                events_per_hour=cfg.events_per_hour_generated,
+                update_rate=cfg.update_rate,
+                cameras=cfg.cameras,
+                faults=self.faults,
+            )
+            for name, declaration in by_name.items()
+        }
+        self.context = MockContext.build(
+            self.clock, self.dataset, self.faults, cfg.credentials, cfg.seed, declared
+        )
         apps: dict[str, MockApp] = {
             "api_a": ApiA(self.context),
             "api_b": ApiB(self.context),
             "api_c": ApiC(self.context),
         }
+        for name, declaration in by_name.items():
+            apps[name] = DeclaredMockApi(self.context, declaration)
         self._servers = {
             api: AppServer(apps[api], AdminApp(self.context, api), cfg.host, cfg.ports.get(api, 0))
-            for api in APIS
+            for api in self.apis
         }
         self.urls: dict[str, str] = {}
 
@@ -105,13 +157,27 @@ class MockApis:
             thread.join()
         self.urls = {}
 
+    @property
+    def declared(self) -> dict[str, DeclaredDataset]:
+        """The data sets of the generated mocks, by source name."""
+        return self.context.declared
+
+    def truth(
+        self, source: str, as_of: datetime, updated_since: datetime | None = None
+    ) -> dict[str, datetime]:
+        """``{record id: updated_at}`` of every record of ``source`` visible at ``as_of``, in served order,
+        for a hand-written mock (``dataset.truth``) or a generated one (``declared[source].truth``)."""
+        if source not in self.apis:
+            raise ValueError(f"unknown mock API {source!r}; expected one of {', '.join(self.apis)}")
+        return self.context.truth(source, as_of, updated_since)
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-API counters, the same as ``GET /_admin/stats``."""
-        return {api: self.context.stats[api].snapshot() for api in APIS}
+        return {api: self.context.stats[api].snapshot() for api in self.apis}
 
     def reset(self) -> None:
         """Zero the stats and forget the rate-limit windows."""
-        for api in APIS:
+        for api in self.apis:
             self.context.stats[api].reset()
             self.context.limiters[api].reset()
 
@@ -138,16 +204,17 @@ def _credentials_from_env() -> Credentials:
         api_key=os.environ.get("API2SNOW_MOCK_API_KEY", defaults.api_key),
         soap_user=os.environ.get("API2SNOW_MOCK_SOAP_USER", defaults.soap_user),
         soap_password=os.environ.get("API2SNOW_MOCK_SOAP_PASSWORD", defaults.soap_password),
+        bearer_token=os.environ.get("API2SNOW_MOCK_BEARER_TOKEN", defaults.bearer_token),
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="api2snow mock-apis",
-        description="Serve the mock camera-event APIs (A: OAuth2+cursor, B: API key+offset, C: SOAP) "
-        "until Ctrl-C. "
-        "Credentials come from API2SNOW_MOCK_CLIENT_ID/_CLIENT_SECRET/_API_KEY/_SOAP_USER/_SOAP_PASSWORD "
-        "(defaults demo-client/demo-secret, demo-key, demo/demo-pass).",
+        description="Serve the mock camera-event APIs (A: OAuth2+cursor, B: API key+offset, C: SOAP, and "
+        "one generated from the declaration of every other source) until Ctrl-C. Credentials come from "
+        "API2SNOW_MOCK_CLIENT_ID/_CLIENT_SECRET/_API_KEY/_SOAP_USER/_SOAP_PASSWORD/_BEARER_TOKEN "
+        "(defaults demo-client/demo-secret, demo-key, demo/demo-pass, demo-token).",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--host", default="127.0.0.1")
@@ -157,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-hours", type=float, default=24.0)
     parser.add_argument("--events-per-hour-a", type=int, default=120)
     parser.add_argument("--events-per-hour-b", type=int, default=120)
+    parser.add_argument(
+        "--events-per-hour-generated", type=int, default=120, help="of each source with a generated mock"
+    )
     parser.add_argument(
         "--anchor",
         type=parse_iso,
@@ -181,6 +251,7 @@ def config_from_args(args: argparse.Namespace) -> MockApiConfig:
         history_hours=args.history_hours,
         events_per_hour_a=args.events_per_hour_a,
         events_per_hour_b=args.events_per_hour_b,
+        events_per_hour_generated=args.events_per_hour_generated,
         follow_real_time=not args.frozen_clock,
     )
 

@@ -29,6 +29,8 @@ def _declared_in(module: object) -> list[type[DeclaredSource]]:
 
 
 def _discover() -> dict[str, Source]:
+    from .declaration import check_declaration  # each declaration is checked before anything uses it
+
     found: dict[str, Source] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name in _MACHINERY or info.name.startswith("_"):
@@ -44,6 +46,17 @@ def _discover() -> dict[str, Source]:
             raise DeclarationError(
                 f"sources/{info.name}.py declares name={source.name!r}: a source is named after its file"
             )
+        declaration = classes[0].declaration
+        check_declaration(declaration)
+        # Every Snowflake object of a source is named from these: two sources may not share one.
+        for field, derived in (("name", "name"), ("raw_table", "raw"), ("clean_table", "clean")):
+            value = getattr(declaration, derived).upper()
+            for other in found.values():
+                if getattr(other.declaration, derived).upper() == value:  # type: ignore[attr-defined]
+                    raise DeclarationError(
+                        f"sources/{info.name}.py: field {field!r}: {value} is also "
+                        f"sources/{other.name}.py's (two sources cannot share a Snowflake object)"
+                    )
         found[source.name] = source
     return found
 

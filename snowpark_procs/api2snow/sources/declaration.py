@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import requests
 
 from .. import wire
+from ..declaration_error import DeclarationError
 from ..http.auth import ApiKeyAuth, Auth, BearerTokenAuth, HttpBasicAuth, OAuth2ClientCredentials
 from ..http.paginate import (
     CursorPaginator,
@@ -42,10 +43,6 @@ SinceFormat = Literal["iso_z", "epoch_ms"]
 WireType = Literal["str", "int", "number", "bool", "object", "any"]
 ENTITIES = ("events", "cameras")  # the record models CLEAN and ANALYTICS know; each has its staging view
 _EPOCH = datetime(1970, 1, 1)  # watermarks are naive UTC
-
-
-class DeclarationError(ValueError):
-    """A source declaration that cannot work; the message names the source and the field."""
 
 
 @dataclass(frozen=True)
@@ -393,8 +390,10 @@ def check_declaration(decl: SourceDeclaration) -> None:
     identifier = re.compile(r"[a-z][a-z0-9_]*")
     if not isinstance(decl.name, str) or not identifier.fullmatch(decl.name):
         raise fail("name", f"{decl.name!r} is not a lower-case identifier (it names Snowflake objects)")
-    if not decl.title.strip():
-        raise fail("title", "empty")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 .,()/&+_-]*", decl.title):
+        raise fail(
+            "title", f"{decl.title!r}: letters, digits, spaces and .,()/&+_- only (SQL comments quote it)"
+        )
     if decl.entity not in ENTITIES:
         raise fail("entity", f"{decl.entity!r} is not one of {', '.join(ENTITIES)}")
 
@@ -404,10 +403,12 @@ def check_declaration(decl: SourceDeclaration) -> None:
     if auth.kind != "none" and not identifier.fullmatch(auth.secret):
         raise fail("auth.secret", f"{auth.secret!r} is not a lower-case identifier (the SECRETS key)")
     if auth.kind == "oauth2_client_credentials":
-        if not auth.scope.strip():
-            raise fail("auth.scope", "an OAuth2 client-credentials source needs its scope")
-        if not auth.token_path.startswith("/"):
-            raise fail("auth.token_path", f"{auth.token_path!r} does not start with '/'")
+        if not re.fullmatch(r"[A-Za-z0-9:._/-]+( [A-Za-z0-9:._/-]+)*", auth.scope):
+            raise fail("auth.scope", f"{auth.scope!r} is not an OAuth2 scope (the source needs one)")
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", auth.token_path):
+            raise fail("auth.token_path", f"{auth.token_path!r} is not a URL path")
+    if auth.kind == "api_key" and not re.fullmatch(r"[A-Za-z0-9-]+", auth.header):
+        raise fail("auth.header", f"{auth.header!r} is not an HTTP header name")
 
     request = decl.request
     if request.method not in ("GET", "POST"):
@@ -451,20 +452,15 @@ def check_declaration(decl: SourceDeclaration) -> None:
     if not key.required or key.kind not in ("str", "int"):
         raise fail(f"fields.{key.name}", "the first field is the record's key: a required str or int")
     entity_fields = ENTITY_FIELDS.get(decl.entity)
-    if entity_fields is not None:
-        declared = [f.spec() for f in decl.fields]
-        expected = [f.spec() for f in entity_fields]
-        if declared != expected:
-            names = [f.name for f in entity_fields]
-            differ = next(
-                (d.name for d, e in zip(declared, expected, strict=False) if d != e),
-                decl.fields[len(expected)].name if len(declared) > len(expected) else names[len(declared)],
-            )
-            raise fail(
-                f"fields.{differ}",
-                f"differs from the {decl.entity} entity's (its sources share one CLEAN shape: "
-                f"{', '.join(names)}); map the entity's fields with entities.mapped()",
-            )
+    if entity_fields is not None and [f.spec() for f in decl.fields] != [f.spec() for f in entity_fields]:
+        pairs = zip(decl.fields, entity_fields, strict=False)
+        wrong = next((mine.name for mine, theirs in pairs if mine.spec() != theirs.spec()), None)
+        raise fail(
+            f"fields.{wrong}" if wrong else "fields",
+            f"differs from the {decl.entity} entity's fields ({', '.join(f.name for f in entity_fields)}, "
+            "in this order, with their kinds, types and bounds): the sources of an entity share one CLEAN "
+            "shape; map the entity's fields with entities.mapped()",
+        )
 
     for where, value in (
         ("rate_limit_per_min", decl.rate_limit_per_min),
