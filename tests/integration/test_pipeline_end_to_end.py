@@ -12,7 +12,12 @@ from .helpers import batches_of_run, clean_versions, expected_ids, scalar
 
 pytestmark = pytest.mark.integration
 OVERLAP = timedelta(seconds=300)  # the default of incremental_overlap_seconds
-EVENT_SOURCES = {"api_a": ("API_A_EVENTS", "CLN_API_A_EVENTS"), "api_b": ("API_B_EVENTS", "CLN_API_B_EVENTS")}
+# Every events source, the declared ones with a generated mock (API D) included: (RAW table, CLEAN table).
+EVENT_SOURCES = {
+    name: (source.raw_table.split(".")[1], source.clean_table.split(".")[1])
+    for name, source in SOURCES.items()
+    if source.schema.name == "events"
+}
 
 
 def _run_ok(stack) -> str:
@@ -32,7 +37,7 @@ def first_run(stack) -> str:
 def test_first_run_reconciles_exactly(stack, first_run, source):
     raw_table, clean_table = EVENT_SOURCES[source]
     db = stack.database
-    truth = expected_ids(stack, source, stack.mock_apis.dataset.truth(source, stack.mock_apis.clock.now()))
+    truth = expected_ids(stack, source, stack.mock_apis.truth(source, stack.mock_apis.clock.now()))
     batch = batches_of_run(stack, first_run)[source]
 
     assert batch["STATUS"] == "MERGED"
@@ -160,9 +165,9 @@ def _overlap_start(stack, source: str) -> datetime:
 
 def test_second_run_without_new_data_changes_no_clean_row(stack, first_run):
     before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
-    dataset, now = stack.mock_apis.dataset, stack.mock_apis.clock.now()
+    now = stack.mock_apis.clock.now()
     overlap = {
-        source: dataset.truth(source, now, updated_since=_overlap_start(stack, source))
+        source: stack.mock_apis.truth(source, now, updated_since=_overlap_start(stack, source))
         for source in EVENT_SOURCES
     }
     run_id = _run_ok(stack)
@@ -176,7 +181,7 @@ def test_second_run_without_new_data_changes_no_clean_row(stack, first_run):
 
 
 def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_run):
-    dataset, clock = stack.mock_apis.dataset, stack.mock_apis.clock
+    clock = stack.mock_apis.clock
     before_time = clock.now()
     before = {t: clean_versions(stack, t) for _, t in EVENT_SOURCES.values()}
     read_from = {source: _overlap_start(stack, source) for source in EVENT_SOURCES}
@@ -184,14 +189,15 @@ def test_run_after_data_advanced_picks_up_exactly_new_and_updated(stack, first_r
     run_id = _run_ok(stack)
     batches = batches_of_run(stack, run_id)
     for source, (_, clean_table) in EVENT_SOURCES.items():
-        changed = expected_ids(stack, source, dataset.truth(source, clock.now(), updated_since=before_time))
-        read = dataset.truth(source, clock.now(), updated_since=read_from[source])
+        since = stack.mock_apis.truth(source, clock.now(), updated_since=before_time)
+        changed = expected_ids(stack, source, since)
+        read = stack.mock_apis.truth(source, clock.now(), updated_since=read_from[source])
         updated = [i for i in changed if i in before[clean_table]]
         assert batches[source]["FETCHED"] == len(read) >= len(changed) > 0
         assert updated, "the data set should update some existing events within two hours"
         after = clean_versions(stack, clean_table)
         assert {k: v[0] for k, v in after.items()} == expected_ids(
-            stack, source, dataset.truth(source, clock.now())
+            stack, source, stack.mock_apis.truth(source, clock.now())
         )
         untouched = set(before[clean_table]) - set(changed)
         assert all(after[i] == before[clean_table][i] for i in untouched)

@@ -19,6 +19,7 @@ from .http_base import (
     MockApp,
     Request,
     Response,
+    basic_credentials,
     error_response,
     json_bytes,
     json_response,
@@ -119,7 +120,7 @@ class ApiA(MockApp):
         if used_basic and "client_secret" in form:
             return self._token_error(400, "invalid_request", "more than one client authentication method")
         if used_basic:
-            basic = _parse_basic(authorization)
+            basic = basic_credentials(authorization)
             if basic is None or form.get("client_id", basic[0]) not in (basic[0], unquote_plus(basic[0])):
                 return self._token_error(401, "invalid_client", headers=_BASIC_CHALLENGE)
             client_id, secret = basic
@@ -214,15 +215,3 @@ def _version_at(dataset: Dataset, updated_ms: int, index: int) -> dict[str, Any]
         if version.updated_ms == updated_ms:
             return dataset.render(SOURCE, index, is_update)
     return None
-
-
-def _parse_basic(authorization: str) -> tuple[str, str] | None:
-    """Raw ``(client_id, secret)`` from a Basic header (the caller also tries them form-decoded)."""
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        return None
-    return user, password

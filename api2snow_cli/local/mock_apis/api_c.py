@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import math
 
 from . import soap
-from .http_base import MockApp, Request, Response, error_response, method_not_allowed, not_found
+from .http_base import (
+    MockApp,
+    Request,
+    Response,
+    basic_credentials,
+    error_response,
+    method_not_allowed,
+    not_found,
+)
 
 SOURCE = "api_c"
 SOAP_PATH = "/soap/cameras"
@@ -59,14 +65,10 @@ class ApiC(MockApp):
 
     def _basic_user(self, request: Request) -> str | None:
         """The user name when the Basic credentials match, else ``None`` (constant-time comparison)."""
-        authorization = request.header("Authorization") or ""
-        if authorization[:6].lower() != "basic ":
+        basic = basic_credentials(request.header("Authorization") or "")
+        if basic is None:
             return None
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, _, password = decoded.partition(":")
+        user, password = basic
         creds = self.ctx.credentials
         user_ok = hmac.compare_digest(user.encode(), creds.soap_user.encode())
         password_ok = hmac.compare_digest(password.encode(), creds.soap_password.encode())

@@ -68,6 +68,7 @@ from .http_base import (
     MockApp,
     Request,
     Response,
+    basic_credentials,
     error_response,
     json_bytes,
     json_response,
@@ -567,7 +568,7 @@ class DeclaredMockApi(MockApp):
             key = request.header(spec.header) or ""
             return f"key:{key}" if _equal(key, creds.api_key) else None
         if spec.kind == "basic":
-            basic = _basic(request.header("Authorization") or "")
+            basic = basic_credentials(request.header("Authorization") or "")
             if basic is None:
                 return None
             ok = _equal(basic[0], creds.soap_user) & _equal(basic[1], creds.soap_password)
@@ -598,7 +599,7 @@ class DeclaredMockApi(MockApp):
             form = {k: v[0] for k, v in fields.items()}
         except UnicodeDecodeError:
             return _token_error(400, "invalid_request", "body is not UTF-8")
-        basic = _basic(request.header("Authorization") or "")
+        basic = basic_credentials(request.header("Authorization") or "")
         if basic is not None:
             client_id, secret = unquote_plus(basic[0]), unquote_plus(basic[1])
         else:
@@ -766,17 +767,6 @@ class DeclaredMockApi(MockApp):
 
 def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _basic(authorization: str) -> tuple[str, str] | None:
-    if authorization[:6].lower() != "basic ":
-        return None
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
 
 
 def _token_error(status: int, error: str, description: str | None = None) -> Response:

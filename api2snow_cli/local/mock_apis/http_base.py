@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -264,3 +266,15 @@ class AppServer:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """``(user, password)`` of an ``Authorization: Basic ...`` header, or None when it is not one."""
+    if authorization[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
