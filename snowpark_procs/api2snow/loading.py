@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from . import ledger
@@ -36,6 +36,7 @@ COPY_AFTER_SECONDS = 6 * 86_400
 # were removed); it does so within minutes of the part's creation, so abandoned batches this recent are
 # cleared of such rows by every WAIT_FOR_LOAD.
 LATE_LOAD_SECONDS = 2 * 86_400
+FIRST_POLL_SECONDS = 0.25
 
 
 class Landing(NamedTuple):
@@ -91,7 +92,9 @@ def catch_missed(
     files without a row in RAW. Returns "refresh" or "copy"."""
     if (batch.age_seconds or 0) >= COPY_AFTER_SECONDS:
         for landing, keys in missing.items():
-            absent = [key for key in keys if _has_no_rows(session, settings, landing, batch, key)]
+            # read just before the COPY: a file with any row in RAW (however it got there) is not copied
+            loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
+            absent = [key for key in keys if loaded.get(posixpath.basename(key), 0) == 0]
             if absent:
                 platform.copy_files(session, settings.table(landing.pipe), absent)
         log.warning(
@@ -110,12 +113,6 @@ def catch_missed(
         sum(len(keys) for keys in missing.values()),
     )
     return "refresh"
-
-
-def _has_no_rows(session: Any, settings: Settings, landing: Landing, batch: BatchRecord, key: str) -> bool:
-    """Checked just before a COPY, so a file that has any row in RAW (however it got there) is not copied."""
-    loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
-    return loaded.get(posixpath.basename(key), 0) == 0
 
 
 def delete_raw_rows(session: Any, settings: Settings, source_name: str, batch_ids: list[str]) -> None:
@@ -217,6 +214,7 @@ def wait_for_load(
     net_due = {b.batch_id: start + max(0, grace - (b.staged_age_seconds or 0)) for b in pending}
     loaded: list[str] = []
     stuck: dict[str, str] = {}
+    pauses = poll_pauses(poll_s)
     while True:
         waiting: list[tuple[BatchRecord, int]] = []
         for batch in pending:
@@ -242,8 +240,18 @@ def wait_for_load(
                 stuck[batch.batch_id] = _note(session, settings, batch, problem)
             break
         pending = [batch for batch, _ in waiting]
-        sleep(poll_s)
+        sleep(next(pauses))
     return {"batches_loaded": len(loaded), "batch_ids": loaded, "stuck": stuck}
+
+
+def poll_pauses(longest: float, first: float = FIRST_POLL_SECONDS) -> Iterator[float]:
+    """Pauses between two looks at RAW: short at first, since auto-ingest usually lands the last parts within
+    seconds of the ingest, then doubling up to `longest` (load_poll_seconds), so a slow load costs few
+    queries."""
+    pause = min(first, longest)
+    while True:
+        yield pause
+        pause = min(pause * 2, longest)
 
 
 def _note(session: Any, settings: Settings, batch: BatchRecord, problem: str) -> str:

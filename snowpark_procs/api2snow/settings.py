@@ -211,7 +211,7 @@ _DECLARED = (
     Setting(
         "load_poll_seconds",
         "float",
-        "how often WAIT_FOR_LOAD looks for a batch's rows in RAW",
+        "the longest pause between WAIT_FOR_LOAD's looks at RAW (from 0.25 s, doubling)",
         default=5.0,
         minimum=0.1,
         maximum=300.0,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from api2snow.arguments import ArgumentError
 from api2snow.settings import ConfigError
+from api2snow.sources import SOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +86,8 @@ def test_a_bad_setting_fails_ingest_before_any_work(stack, loaded, config, key, 
     [
         ("WAIT_FOR_LOAD(NULL)", "argument timeout_seconds must be an integer from 1 to 3600, got NULL"),
         ("WAIT_FOR_LOAD(-5)", "argument timeout_seconds must be an integer from 1 to 3600, got -5"),
-        ("REFRESH_PIPE(NULL)", "argument source must be one of api_a, api_b, api_c, got NULL"),
-        ("REFRESH_PIPE('nope')", "argument source must be one of api_a, api_b, api_c, got 'nope'"),
+        ("REFRESH_PIPE(NULL)", f"argument source must be one of {', '.join(sorted(SOURCES))}, got NULL"),
+        ("REFRESH_PIPE('nope')", f"argument source must be one of {', '.join(sorted(SOURCES))}, got 'nope'"),
     ],
 )
 def test_a_bad_argument_fails_the_call_naming_it(stack, loaded, statement, message):
