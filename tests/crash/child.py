@@ -37,7 +37,7 @@ Args = dict[str, Any]
 SEED = 7
 HISTORY_HOURS = 1
 PART_BYTES = 2 * 1024  # small parts, so a batch has several and a kill can land between two of them
-WAIT_TIMEOUT_S = 3.0  # local auto-ingest loads a part within a second of its PUT
+WAIT_TIMEOUT_S = 10.0  # local auto-ingest lands a part within a second or two of its PUT, even under load
 WAIT_POLL_S = 0.5
 
 CLEAN_KEYS = {source.clean_table: source.clean_key for source in SOURCES.values()}
