@@ -131,7 +131,8 @@ def build_clean(session: Any, settings: Settings) -> dict[str, Any]:
 
 
 def refresh_daily_summary(session: Any, settings: Settings) -> int:
-    """Materialise ANALYTICS.VW_DAILY_SUMMARY into ANL_DAILY_SUMMARY (upsert by source and day)."""
+    """Materialise ANALYTICS.VW_DAILY_SUMMARY into ANL_DAILY_SUMMARY: upsert by source and day, then drop the
+    days the view no longer has, so the table always equals a fresh GROUP BY over CLEAN."""
     table = settings.table("ANALYTICS.ANL_DAILY_SUMMARY")
     columns = table_columns(session, table)
     source_query = (
@@ -139,7 +140,15 @@ def refresh_daily_summary(session: Any, settings: Settings) -> int:
         f"FROM {settings.table('ANALYTICS.VW_DAILY_SUMMARY')}"
     )
     statement = merge_statement(table, source_query, ["SOURCE", "EVENT_DATE"], columns, "REFRESHED_AT")
-    return _affected(session.sql(statement).collect())
+    changed = _affected(session.sql(statement).collect())
+    # A day whose every event moved to another day (an update of OCCURRED_AT) is no longer in the view: an
+    # upsert alone would keep its old row for ever.
+    session.sql(
+        f"DELETE FROM {table} AS summary WHERE NOT EXISTS (SELECT 1 FROM "
+        f"{settings.table('ANALYTICS.VW_DAILY_SUMMARY')} AS fresh "
+        "WHERE fresh.source = summary.source AND fresh.event_date = summary.event_date)"
+    ).collect()
+    return changed
 
 
 def _affected(rows: list[Any]) -> int:

@@ -1,0 +1,52 @@
+"""ANL_DAILY_SUMMARY always equals a fresh GROUP BY over CLEAN, a day that lost all its events included."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import scalar
+
+pytestmark = pytest.mark.integration
+COLUMNS = "source, event_date, event_count, camera_count, site_count, ROUND(avg_confidence, 9), top_category"
+
+
+def _rows(stack, relation: str) -> set[tuple]:
+    rows = stack.session.sql(f"SELECT {COLUMNS} FROM {stack.database}.ANALYTICS.{relation}").collect()
+    return {tuple(row) for row in rows}
+
+
+def test_a_day_whose_events_all_moved_leaves_the_summary(stack):
+    db = stack.database
+    run_id, runs = stack.run_graph()
+    assert {r.state for r in runs} == {"SUCCEEDED"}, [(r.name, r.error) for r in runs if r.error]
+    clean = f"{db}.CLEAN.CLN_API_A_EVENTS"
+    first_day = scalar(stack, f"SELECT MIN(occurred_at::DATE) FROM {clean}")
+    moved = scalar(stack, f"SELECT COUNT(*) FROM {clean} WHERE occurred_at::DATE = ?", [first_day])
+    next_day = scalar(
+        stack, f"SELECT COUNT(*) FROM {clean} WHERE occurred_at::DATE = DATEADD('day', 1, ?)", [first_day]
+    )
+    assert moved > 0
+    summary = f"{db}.ANALYTICS.ANL_DAILY_SUMMARY"
+    assert scalar(
+        stack, f"SELECT COUNT(*) FROM {summary} WHERE source = 'api_a' AND event_date = ?", [first_day]
+    )
+
+    # Updates move every event of the first day to the next one (what a corrected OCCURRED_AT does).
+    stack.session.sql(
+        f"UPDATE {clean} SET occurred_at = DATEADD('day', 1, occurred_at) WHERE occurred_at::DATE = ?",
+        params=[first_day],
+    ).collect()
+    stack.call(f"CALL {db}.OPS.BUILD_ANALYTICS()")
+
+    assert _rows(stack, "ANL_DAILY_SUMMARY") == _rows(
+        stack, "VW_DAILY_SUMMARY"
+    )  # a fresh GROUP BY over CLEAN
+    assert not scalar(
+        stack, f"SELECT COUNT(*) FROM {summary} WHERE source = 'api_a' AND event_date = ?", [first_day]
+    )
+    counted = scalar(
+        stack,
+        f"SELECT event_count FROM {summary} WHERE source = 'api_a' AND event_date = DATEADD('day', 1, ?)",
+        [first_day],
+    )
+    assert counted == moved + next_day
