@@ -32,24 +32,15 @@ from api2snow_cli.project import (
 )
 from api2snow_cli.s3_notification import queue_configurations, split_by_channel
 
+try:  # the same distinctive fake values as the plan tests, so a leak reads the same in both
+    from .test_deploy_plan import SECRET_VALUES
+except ImportError:
+    from test_deploy_plan import SECRET_VALUES
+
 DEPLOY_SH = PROJECT_ROOT / "scripts" / "deploy.sh"
 BOOTSTRAP_SH = PROJECT_ROOT / "scripts" / "admin_bootstrap.sh"
 DECLARATIONS = tuple(source.declaration for source in SOURCES.values())  # type: ignore[attr-defined]
 OAUTH = tuple(d for d in DECLARATIONS if d.auth.kind == "oauth2_client_credentials")
-# One per secret variable (SECRET_ENV, from the declarations); long and distinctive so a leak is visible;
-# quotes, a backslash and template marks on purpose.
-SECRET_VALUES = {
-    **{
-        var: f"{name.replace('_', '-')}-'quoted'-\\backslash-<% not_this %>-{index:02d}f3"
-        for index, (name, var) in enumerate(SECRET_ENV.items())
-    },
-    "API2SNOW_API_A_CLIENT_ID": "client-id-4f1e2d",
-    "API2SNOW_API_A_CLIENT_SECRET": "s3cr3t-'quoted'-\\backslash-9c8b",
-    "API2SNOW_API_B_KEY": "api-key-7a6b5c4d",
-    "API2SNOW_API_C_USER": "soap-user-31x",
-    "API2SNOW_API_C_PASSWORD": "soap-pass-&{not_a_template}-<% nor_this %>",
-    "API2SNOW_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/api2snow-writer",
-}
 FAKE_SNOW = """#!{python}
 import json, os, sys
 from pathlib import Path

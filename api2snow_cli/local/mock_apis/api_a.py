@@ -166,12 +166,9 @@ class ApiA(MockApp):
         client = self._bearer_client(request)
         if client is None:
             return error_response(401, "invalid_token", headers=_INVALID_TOKEN)
-        throttled = self.throttle(client)
-        if throttled is not None:
-            return throttled
-        failed = self.injected_error()
-        if failed is not None:
-            return failed
+        refused = self.admit(client)
+        if refused is not None:
+            return refused
         try:
             limit = parse_int(request.query, "limit", 100, 1, 500)
             since = request.query.get("updated_since")

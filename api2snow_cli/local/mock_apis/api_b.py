@@ -34,12 +34,9 @@ class ApiB(MockApp):
         key = request.header("X-API-Key") or ""
         if not hmac.compare_digest(key.encode(), self.ctx.credentials.api_key.encode()):
             return error_response(401, "unauthorized")
-        throttled = self.throttle(f"key:{key}")
-        if throttled is not None:
-            return throttled
-        failed = self.injected_error()
-        if failed is not None:
-            return failed
+        refused = self.admit(f"key:{key}")
+        if refused is not None:
+            return refused
         try:
             modified_since = parse_optional_int(request.query, "modified_since")
             offset = parse_int(request.query, "offset", 0, 0, None)

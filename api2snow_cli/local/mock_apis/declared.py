@@ -626,12 +626,9 @@ class DeclaredMockApi(MockApp):
         client = self._client(request)
         if client is None:
             return self._unauthorized()
-        throttled = self.throttle(client)
-        if throttled is not None:
-            return throttled
-        failed = self.injected_error()
-        if failed is not None:
-            return failed
+        refused = self.admit(client)
+        if refused is not None:
+            return refused
         try:
             page = self._page(request)
         except ValueError as exc:

@@ -131,6 +131,11 @@ class MockApp:
             return None
         return error_response(429, "rate_limited", headers={"Retry-After": str(retry_after)})
 
+    def admit(self, client: str) -> Response | None:
+        """The answer that refuses this request before any work (429 over the limit, then an injected
+        500/503), or ``None`` to serve it."""
+        return self.throttle(client) or self.injected_error()
+
     def injected_error(self) -> Response | None:
         """A 500/503 when the ``error_rate`` dice say so."""
         status = self.injector.error_status()
