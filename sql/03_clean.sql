@@ -4,7 +4,7 @@
 
 -- api2snow:generated staging_views
 -- Typed rows of all 3 event sources, one per RAW row (not deduplicated).
--- The casts are the column types of the CLN_ tables; transform.EVENT_SCHEMA rejects at ingest any value
+-- The casts are the column types of the CLN_ tables; sources/entities.py EVENT_FIELDS reject at ingest any value
 -- they cannot hold (tests/unit/test_schema_matches_sql.py keeps the two in step). DURATION_MS is
 -- NUMBER(18, 0), not NUMBER(38, 0): that is what both Snowflake and the local warehouse hold exactly.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.CLEAN.STG_EVENTS AS

@@ -22,7 +22,7 @@ from api2snow.platform import AwsCredentials
 from ..project import DECLARATIONS, PROJECT_ROOT, Project, host_port, secret_variables
 from . import egress
 from .auto_ingest import LocalSnowpipeQueue
-from .mock_apis.context import Credentials
+from .mock_apis.context import AUTH_CREDENTIALS, Credentials
 from .mock_apis.server import MockApiConfig, MockApis
 from .pipes import LocalPipeLoader, is_pipe_statement
 from .platform import LocalPlatform, set_run_context
@@ -65,16 +65,6 @@ NOT_EMULATED = (
     "ALTER TASK",
     "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE",
 )
-
-
-# A source's auth kind -> the fields of the mock APIs' Credentials its secret variables take, in order.
-_MOCK_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "oauth2_client_credentials": ("client_id", "client_secret"),
-    "api_key": ("api_key",),
-    "bearer": ("bearer_token",),
-    "basic": ("soap_user", "soap_password"),
-    "none": (),
-}
 
 
 def default_home() -> Path:
@@ -196,7 +186,7 @@ class LocalStack:
         creds = self.options.credentials
         values = {"aws_role_arn": LOCAL_AWS_ROLE_ARN}
         for declaration in DECLARATIONS:
-            fields = _MOCK_CREDENTIALS[declaration.auth.kind]
+            fields = AUTH_CREDENTIALS[declaration.auth.kind]
             names = secret_variables(declaration)
             values.update({name: getattr(creds, f) for name, f in zip(names, fields, strict=True)})
         return values

@@ -14,6 +14,7 @@ the same query in Snowflake and locally, so "staged = loaded" is checked exactly
 from __future__ import annotations
 
 import logging
+import math
 import posixpath
 import time
 from collections.abc import Callable, Iterator
@@ -223,11 +224,9 @@ def wait_for_load(
             if problem is not None:
                 stuck[batch.batch_id] = _note(session, settings, batch, problem)
             elif missing:
-                due = net_due.pop(batch.batch_id, None)  # once per batch and call
-                if due is not None and time.monotonic() >= due:
+                if time.monotonic() >= net_due.get(batch.batch_id, math.inf):
                     catch_missed(session, platform, settings, batch, missing)
-                elif due is not None:
-                    net_due[batch.batch_id] = due
+                    del net_due[batch.batch_id]  # once per batch and call
                 waiting.append((batch, sum(len(keys) for keys in missing.values())))
             else:
                 _mark_loaded(session, settings, batch)

@@ -8,11 +8,13 @@ from datetime import datetime
 
 import boto3
 import pytest
-from api2snow.sources import EVENT_SCHEMA, get_source
+from api2snow.sources import get_source
 from api2snow.staging import MAX_REJECT_LINE_BYTES, S3BatchWriter
 from api2snow.transform import BatchDeduper, RecordProcessor, sql_type_bounds
 from api2snow.wire import OversizedNumber, json_body, require_int, require_number, require_str
 from moto import mock_aws
+
+from tests.unit.entity_schemas import EVENT_SCHEMA
 
 GOOD_A = {
     "id": "a-1",

@@ -151,8 +151,10 @@ def test_dumps_lines_matches_per_record_dumps_on_both_paths(monkeypatch, use_orj
 
 
 def test_process_page_splits_a_page_and_keeps_the_invariant():
-    from api2snow.sources import EVENT_SCHEMA, get_source
+    from api2snow.sources import get_source
     from api2snow.transform import RecordProcessor
+
+    from tests.unit.entity_schemas import EVENT_SCHEMA
 
     source = get_source("api_b")
     processor = RecordProcessor(source.normalize, EVENT_SCHEMA, "event_id", "updated_at", "batch-1")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from api2snow.sources import EVENT_SCHEMA, get_source
+from api2snow.sources import get_source
 from api2snow.sources.api_c import list_cameras_envelope, parse_list_cameras
 from api2snow.transform import validate
+
+from tests.unit.entity_schemas import EVENT_SCHEMA
 
 
 def test_api_a_normalises_offsets_to_utc_and_lowercases():
@@ -130,3 +132,10 @@ def test_api_a_rejects_an_unknown_auth_mode():
 
     with pytest.raises(ConfigError, match="api_a_auth must be client_credentials or snowflake_oauth"):
         get_source("api_a").auth(_Platform(), _settings(api_a_auth="magic"), http=None)
+
+
+def test_a_subclass_of_a_declared_source_keeps_its_own_overrides():
+    base = type(get_source("api_b"))
+    smaller = type("SmallPages", (base,), {"page_size": 7})()
+    assert (smaller.page_size, smaller.first_request(None).params, smaller.name) == (7, {}, "api_b")
+    assert base.page_size == 100

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from api2snow import jsonl
-from api2snow.sources import CAMERA_SCHEMA, EVENT_SCHEMA
 from api2snow.transform import (
     BatchDeduper,
     FieldSpec,
@@ -17,6 +16,8 @@ from api2snow.transform import (
     to_utc_iso,
     validate,
 )
+
+from tests.unit.entity_schemas import CAMERA_SCHEMA, EVENT_SCHEMA
 
 # ------------------------------------------------------------------------------------------- to_utc_iso
 

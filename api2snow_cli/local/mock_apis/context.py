@@ -38,6 +38,16 @@ class Credentials:
     bearer_token: str = field(default="demo-token", repr=False)
 
 
+# A source's auth kind -> the Credentials fields its secret template variables take, in order.
+AUTH_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "oauth2_client_credentials": ("client_id", "client_secret"),
+    "api_key": ("api_key",),
+    "bearer": ("bearer_token",),
+    "basic": ("soap_user", "soap_password"),
+    "none": (),
+}
+
+
 @dataclass
 class MockContext:
     """Everything a mock API handler needs; one instance is shared by all servers of a :class:`MockApis`."""

@@ -10,9 +10,8 @@ import importlib
 import pkgutil
 
 from ..settings import register, source_settings
-from ..transform import FieldSpec, RecordSchema
 from .base import Source
-from .declaration import DeclarationError, DeclaredSource
+from .declaration import DeclarationError, DeclaredSource, check_declaration
 
 _MACHINERY = {"base", "declaration", "entities"}  # modules of this package that are not sources
 
@@ -29,8 +28,6 @@ def _declared_in(module: object) -> list[type[DeclaredSource]]:
 
 
 def _discover() -> dict[str, Source]:
-    from .declaration import check_declaration  # each declaration is checked before anything uses it
-
     found: dict[str, Source] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name in _MACHINERY or info.name.startswith("_"):
@@ -79,20 +76,3 @@ def get_source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise ValueError(f"unknown source {name!r}; expected one of {', '.join(sorted(SOURCES))}") from None
-
-
-def entity_schema(entity: str) -> RecordSchema:
-    """The validation schema of an entity across its sources (the `source` field allows each of them)."""
-    sources = [s for s in SOURCES.values() if s.schema.name == entity]
-    if not sources:
-        raise ValueError(f"no source of entity {entity!r}")
-    names = frozenset(s.name for s in sources)
-    fields = tuple(
-        FieldSpec("source", "str", choices=names) if f.name == "source" else f
-        for f in sources[0].schema.fields
-    )
-    return RecordSchema(entity, fields)
-
-
-EVENT_SCHEMA = entity_schema("events")
-CAMERA_SCHEMA = entity_schema("cameras")

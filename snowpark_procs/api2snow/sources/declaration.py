@@ -11,11 +11,13 @@ views, tasks, grants, network rule, secret, integration, procedure) from the sam
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, ClassVar, Literal
+from functools import cached_property, partial
+from typing import Any, ClassVar, Literal, get_args
 
 import requests
 
@@ -33,7 +35,7 @@ from ..http.paginate import (
 )
 from ..platform import Platform
 from ..settings import ConfigError, Settings
-from ..transform import FieldKind, FieldSpec, RecordSchema, to_utc_iso
+from ..transform import FieldKind, FieldSpec, RecordSchema, sql_type_bounds, to_utc_iso
 from ..wire import json_body
 from .base import Source
 
@@ -133,6 +135,17 @@ class Field:
     def wire_must_exist(self) -> bool:
         return self.required if self.wire_required is None else self.wire_required
 
+    @cached_property
+    def wire_steps(self) -> tuple[tuple[str, ...], str]:
+        """The wire path as (parent objects, key), split once: `read_field` runs for every record."""
+        *parents, key = (self.wire or "").split(".")
+        return tuple(parents), key
+
+    @cached_property
+    def wire_reader(self) -> Callable[[Mapping[str, Any], str], Any]:
+        """wire.py's strict reader for the field's wire type."""
+        return _REQUIRED_READERS[self.wire_type or _DEFAULT_WIRE.get(self.kind, "any")]
+
     def spec(self) -> FieldSpec:
         return FieldSpec(
             self.name, self.kind, self.required, self.min_value, self.max_value, self.choices, self.sql_type
@@ -227,7 +240,7 @@ def read_field(raw: Mapping[str, Any], spec: Field) -> Any:
     """One target value from a raw record, read strictly by its wire type (wire.py's readers and messages),
     then converted. A value the wire may omit is None when absent or null, and validation judges it."""
     assert spec.wire is not None
-    *parents, key = spec.wire.split(".")
+    parents, key = spec.wire_steps
     holder: Any = raw
     for step in parents:
         holder = (
@@ -237,7 +250,7 @@ def read_field(raw: Mapping[str, Any], spec: Field) -> Any:
             return None
     if not spec.wire_must_exist and wire.optional_any(holder, key) is None:
         return None
-    value = _REQUIRED_READERS[spec.wire_type or _DEFAULT_WIRE.get(spec.kind, "any")](holder, key)
+    value = spec.wire_reader(holder, key)
     if spec.convert is not None:
         return spec.convert(value)
     return to_utc_iso(value) if spec.kind == "timestamp" else value
@@ -256,10 +269,11 @@ class DeclaredSource(Source):
     """A `Source` whose hooks come from `declaration`; subclasses override what it cannot say."""
 
     declaration: ClassVar[SourceDeclaration]
+    field_readers: ClassVar[tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        d = getattr(cls, "declaration", None)
+        d = vars(cls).get("declaration")  # only a class that declares: its subclasses keep their overrides
         if d is None:
             return
         cls.name, cls.raw_table, cls.pipe, cls.clean_table = d.name, d.raw, d.pipe, d.clean
@@ -271,6 +285,7 @@ class DeclaredSource(Source):
             d.incremental,
         )
         cls.wire_id, cls.wire_version = d.id_field, d.version_field
+        cls.field_readers = field_readers(d)
 
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         spec = self.declaration.auth
@@ -354,12 +369,31 @@ class DeclaredSource(Source):
         """Each declared field read from its wire path; the `source` column is this source's name."""
         if not isinstance(raw, Mapping):
             raise TypeError(f"record: expected object, got {type(raw).__name__}")
-        record: dict[str, Any] = {}
-        for number, spec in enumerate(self.declaration.fields):
-            if number == 1 and self.declaration.tag_source:  # where the schema has it
-                record["source"] = self.name
-            record[spec.name] = None if spec.wire is None else read_field(raw, spec)
-        return record
+        return {name: read(raw) for name, read in self.field_readers}
+
+
+def field_readers(d: SourceDeclaration) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
+    """One reader per record field, in the schema's order, made once per source: `normalize` runs for every
+    record, so a top-level field the wire must carry is read without `read_field`'s general walk."""
+    readers: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
+    for number, spec in enumerate(d.fields):
+        if number == 1 and d.tag_source:  # where the schema has it
+            readers.append(("source", lambda raw, name=d.name: name))
+        readers.append((spec.name, _field_reader(spec)))
+    return tuple(readers)
+
+
+def _field_reader(spec: Field) -> Callable[[Mapping[str, Any]], Any]:
+    if spec.wire is None:  # set by an overriding `normalize`
+        return lambda raw: None
+    parents, key = spec.wire_steps
+    if parents or not spec.wire_must_exist:
+        return partial(read_field, spec=spec)
+    read = spec.wire_reader
+    then = spec.convert or (to_utc_iso if spec.kind == "timestamp" else None)
+    if then is None:
+        return lambda raw: read(raw, key)
+    return lambda raw: then(read(raw, key))
 
 
 def format_since(since: datetime, how: SinceFormat) -> Any:
@@ -378,11 +412,7 @@ def check_declaration(decl: SourceDeclaration) -> None:
     kinds the hooks know, target fields that match the entity's (the CLEAN tables and views are shared by
     its sources) and column types that CLEAN holds exactly, sizes and the example host.
     """
-    import re  # local: the rest of this module does not need them
-    from typing import get_args
-
-    from ..transform import FieldKind
-    from .entities import ENTITY_FIELDS
+    from .entities import ENTITY_FIELDS  # here: entities.py builds its fields from this module
 
     def fail(where: str, problem: str) -> DeclarationError:
         return DeclarationError(f"sources/{decl.name}.py: field {where!r}: {problem}")
@@ -486,10 +516,6 @@ def check_declaration(decl: SourceDeclaration) -> None:
 
 def _column_type_problem(spec: Field) -> str:
     """Why the CLEAN table cannot hold `spec`'s values exactly in its column type ('' when it can)."""
-    import re
-
-    from ..transform import FieldSpec
-
     column = FieldSpec(spec.name, spec.kind, sql_type=spec.sql_type).column_type.upper().replace(" ", "")
     allowed = {
         "str": ("STRING", "VARCHAR", "TEXT"),  # unbounded: validation checks no length
@@ -498,9 +524,12 @@ def _column_type_problem(spec: Field) -> str:
         "timestamp": ("TIMESTAMP_NTZ",),  # naive UTC, end to end
         "object": ("VARIANT",),
     }
-    if spec.kind == "int":  # whole numbers, bounded by the precision (transform.sql_type_bounds)
-        number = re.fullmatch(r"NUMBER(?:\((\d+)(?:,0)?\))?", column)
-        if number is None or not 1 <= int(number.group(1) or 38) <= 38:
+    if spec.kind == "int":  # whole numbers, bounded by the precision
+        try:
+            exact = column.startswith("NUMBER") and math.isfinite(sql_type_bounds(column)[1])
+        except ValueError:  # a scale, or a precision beyond 38
+            exact = False
+        if not exact:
             return f"{spec.sql_type!r} cannot hold an int field exactly: use NUMBER(p, 0), p from 1 to 38"
         return ""
     if spec.kind in allowed and column not in allowed[spec.kind]:
