@@ -30,7 +30,7 @@ import yaml
 
 from .history import latest_run_query
 from .local.pipes import PipeDefinition, is_pipe_statement
-from .local.tasks import is_task_statement, project_task_graph
+from .local.tasks import is_task_statement, project_task_graphs
 from .project import (
     ADMIN_SQL,
     PROJECT_ROOT,
@@ -386,19 +386,22 @@ def _plan_step(
     return step
 
 
-def _check_task_steps(steps: list[Step], root_task: str) -> None:
-    """A step that creates tasks runs only between suspending the root and re-enabling the graph."""
-    suspend = f"ALTER TASK IF EXISTS {root_task} SUSPEND"
-    resume = f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root_task}')"
+def _check_task_steps(steps: list[Step], root_tasks: list[str]) -> None:
+    """A step that creates tasks runs only between suspending every graph's root and re-enabling every
+    graph (each in a step of its own, in the order the roots are declared)."""
+    suspends = [[f"ALTER TASK IF EXISTS {root} SUSPEND"] for root in root_tasks]
+    resumes = [[f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"] for root in root_tasks]
+    count = len(root_tasks)
     for index, step in enumerate(steps):
         if not any(is_task_statement(s) for s in step.statements):
             continue
-        before = steps[index - 1].statements if index else []
-        after = steps[index + 1].statements if index + 1 < len(steps) else []
-        if before != [suspend] or after != [resume]:
+        before = [s.statements for s in steps[max(0, index - count) : index]]
+        after = [s.statements for s in steps[index + 1 : index + 1 + count]]
+        if before != suspends or after != resumes:
             raise ProjectError(
-                f"{STEPS_FILE}: step {step.name!r} creates tasks: put `{suspend}` right before it and "
-                f"`{resume}` right after it"
+                f"{STEPS_FILE}: step {step.name!r} creates tasks: put "
+                f"{', '.join(f'`{s[0]}`' for s in suspends)} right before it and "
+                f"{', '.join(f'`{r[0]}`' for r in resumes)} right after it, one step each"
             )
 
 
@@ -418,7 +421,7 @@ def build_plan(
         _plan_step(planner, spec, env_name, skip_admin, apply_s3_notification)
         for spec in load_steps(project.root)
     ]
-    _check_task_steps(steps, project_task_graph(project).root.name)
+    _check_task_steps(steps, [graph.root.name for graph in project_task_graphs(project)])
     return steps
 
 
@@ -429,8 +432,12 @@ def teardown_plan(
     with include_admin (the warehouse stays: it may serve more than api2snow)."""
     _check_env(project, env_name)
     planner = _Planner(project, connection, {})
-    graph = project_task_graph(project)
-    tasks = ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
+    graphs = project_task_graphs(project)
+    tasks = [
+        task
+        for graph in graphs
+        for task in ([graph.finalizer] if graph.finalizer else []) + list(reversed(graph.order()))
+    ]
     pipes = [
         PipeDefinition.parse(s).name
         for p in project.sql_files("sql")
@@ -440,7 +447,9 @@ def teardown_plan(
     procedures = project.procedures().values()
     database = project.env["database"].upper()
     steps = [
-        planner.sql("suspend the task graph", [f"ALTER TASK IF EXISTS {graph.root.name} SUSPEND"]),
+        planner.sql(
+            "suspend the task graphs", [f"ALTER TASK IF EXISTS {graph.root.name} SUSPEND" for graph in graphs]
+        ),
         planner.sql("drop tasks", [f"DROP TASK IF EXISTS {t.name}" for t in tasks]),
         planner.sql("drop pipes", [f"DROP PIPE IF EXISTS {name}" for name in pipes]),
         planner.sql(

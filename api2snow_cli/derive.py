@@ -36,6 +36,7 @@ from api2snow.sources.declaration import (
     SourceDeclaration,
     check_declaration,
 )
+from api2snow.sources.entities import ACCEPTED_VALUES, ANALYSED_ENTITY
 
 from . import project
 from .project import host_variable, secret_variables
@@ -101,8 +102,6 @@ ENTITY_TEXT: dict[str, EntityText] = {
         task_label=True,
     ),
 }
-# Whose rows the hand-written analytics and DQ views read, per source: the events entity's.
-ANALYSED_ENTITY = "events"
 
 AUTH_TEXT = {
     "oauth2_client_credentials": "OAuth2",
@@ -275,7 +274,8 @@ def staging_views(sources: Sources) -> list[str]:
                 *(f"    raw_rows.payload:{f.name}::{_column_type(f)} AS {f.name}," for f in _clean_fields(d)),
                 "    raw_rows.batch_id,",
                 "    raw_rows.file_name,",
-                "    raw_rows.file_row_number",
+                "    raw_rows.file_row_number,",
+                "    raw_rows.loaded_at",
                 f"FROM {_qualified(d.raw)} AS raw_rows",
             ]
         lines[-1] += ";"
@@ -344,6 +344,15 @@ def raw_stats_union(sources: Sources) -> list[str]:
 
 
 # ---- sql/05_dq.sql ----------------------------------------------------------------------------------------
+def dq_accepted_values(sources: Sources) -> list[str]:
+    """VW_DQ_CHECKS's `bad_<field>` counts, from entities.ACCEPTED_VALUES (the hourly checks use the same)."""
+    del sources  # the same for every set of sources
+    return [
+        f"        COUNT_IF({field} NOT IN ({', '.join(repr(v) for v in values)})) AS bad_{field},"
+        for field, values in ACCEPTED_VALUES.items()
+    ]
+
+
 def dq_raw_union(sources: Sources) -> list[str]:
     """VW_DQ_CHECKS's `raw_loaded` input: batch id and record id of every events source's RAW rows."""
     lines: list[str] = []
@@ -697,7 +706,11 @@ SECTIONS: dict[str, dict[str, Renderer]] = {
     "sql/02_raw.sql": {"raw_tables": raw_tables, "raw_pipes": raw_pipes},
     "sql/03_clean.sql": {"staging_views": staging_views, "clean_tables": clean_tables},
     "sql/04_analytics.sql": {"events_union": events_union, "raw_stats": raw_stats_union},
-    "sql/05_dq.sql": {"dq_raw_union": dq_raw_union, "dq_sources": dq_sources},
+    "sql/05_dq.sql": {
+        "dq_accepted_values": dq_accepted_values,
+        "dq_raw_union": dq_raw_union,
+        "dq_sources": dq_sources,
+    },
     "sql/06_tasks.sql": {
         "ingest_tasks": ingest_tasks,
         "refresh_pipe_tasks": refresh_pipe_tasks,

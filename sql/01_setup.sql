@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
     MERGED_AT TIMESTAMP_NTZ,
     ERROR_MESSAGE STRING,
     COMPLETE BOOLEAN,
-    REMAINING NUMBER
+    REMAINING NUMBER,
+    DQ_RUN_ID STRING
 );
 
 -- Ledgers created by an earlier release: whether a batch read its source to the end (FALSE: it stopped at
@@ -104,6 +105,19 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
 ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS COMPLETE BOOLEAN;
 
 ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS REMAINING NUMBER;
+
+-- Ledgers created before the hourly checks became per batch: the graph run whose RUN_DQ checked the batch's
+-- rows (NULL: not checked yet; the next graph run's RUN_DQ checks it).
+ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS DQ_RUN_ID STRING;
+
+-- The (source, day) pairs of ANL_DAILY_SUMMARY a CLEAN merge changed and BUILD_ANALYTICS has not refreshed
+-- yet: the days the merged records fall on and the days an update moved them from. A row with a NULL source
+-- (a camera's site changed) asks for every day. BUILD_ANALYTICS deletes the rows it refreshed.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.SUMMARY_QUEUE (
+    SOURCE STRING,
+    EVENT_DATE DATE,
+    QUEUED_AT TIMESTAMP_NTZ
+);
 
 -- One row per metric per run, written by PUBLISH_METRICS.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_METRICS (

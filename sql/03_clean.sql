@@ -20,7 +20,8 @@ SELECT
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
     raw_rows.batch_id,
     raw_rows.file_name,
-    raw_rows.file_row_number
+    raw_rows.file_row_number,
+    raw_rows.loaded_at
 FROM <% ctx.env.database %>.RAW.API_A_EVENTS AS raw_rows
 UNION ALL
 SELECT
@@ -35,7 +36,8 @@ SELECT
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
     raw_rows.batch_id,
     raw_rows.file_name,
-    raw_rows.file_row_number
+    raw_rows.file_row_number,
+    raw_rows.loaded_at
 FROM <% ctx.env.database %>.RAW.API_B_EVENTS AS raw_rows
 UNION ALL
 SELECT
@@ -50,7 +52,8 @@ SELECT
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
     raw_rows.batch_id,
     raw_rows.file_name,
-    raw_rows.file_row_number
+    raw_rows.file_row_number,
+    raw_rows.loaded_at
 FROM <% ctx.env.database %>.RAW.API_D_EVENTS AS raw_rows;
 
 -- Typed rows of the camera directory (API C), one per RAW row.
@@ -70,7 +73,8 @@ SELECT
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
     raw_rows.batch_id,
     raw_rows.file_name,
-    raw_rows.file_row_number
+    raw_rows.file_row_number,
+    raw_rows.loaded_at
 FROM <% ctx.env.database %>.RAW.API_C_CAMERAS AS raw_rows;
 -- api2snow:end staging_views
 

@@ -1,7 +1,11 @@
--- Data quality: VW_DQ_CHECKS computes every check now; RUN_DQ appends its rows to DQ_CHECK_RESULTS
--- under the run id, and VALIDATE_DQ fails the graph run when an error-severity check did not pass.
+-- Data quality over the full history: VW_DQ_CHECKS computes every check now, and the daily RECONCILE task
+-- appends its rows to DQ_CHECK_RESULTS under its run id. The hourly RUN_DQ runs the same checks on the batches
+-- merged since the last graph run checked them (snowpark_procs/api2snow/quality.py: per batch, so an hourly
+-- run reads what is new, not the history); VALIDATE_DQ fails the graph run when one of its error-severity
+-- checks did not pass.
 
--- Every check, evaluated now: one row per check with its severity, observed value, threshold and verdict.
+-- Every check over the full history, evaluated now: one row per check with its severity, observed value,
+-- threshold and verdict; RECONCILE records it. The hourly graph does not read this view.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DQ_CHECKS AS
 WITH clean_stats AS (
     SELECT
@@ -13,8 +17,10 @@ WITH clean_stats AS (
         COUNT_IF(category IS NULL) AS null_category,
         COUNT_IF(occurred_at IS NULL) AS null_occurred_at,
         COUNT_IF(updated_at IS NULL) AS null_updated_at,
+        -- api2snow:generated dq_accepted_values
         COUNT_IF(category NOT IN ('person', 'vehicle', 'bicycle', 'animal', 'package')) AS bad_category,
         COUNT_IF(event_type NOT IN ('detection', 'motion', 'line_crossing', 'tamper')) AS bad_event_type,
+        -- api2snow:end dq_accepted_values
         COUNT_IF(
             occurred_at >= DATEADD('hour', -24, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ)
         ) AS rows_last_24h
@@ -81,6 +87,25 @@ open_batches AS (
     FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
     WHERE status IN ('STARTED', 'STAGED', 'FAILED')
     GROUP BY source
+),
+
+-- Days where the materialised summary differs from a fresh GROUP BY over CLEAN (missing, extra or changed).
+summary_diff AS (
+    SELECT
+        COALESCE(fresh.source, stored.source) AS source,
+        COUNT(*) AS differing_days
+    FROM <% ctx.env.database %>.ANALYTICS.VW_DAILY_SUMMARY AS fresh
+    FULL OUTER JOIN <% ctx.env.database %>.ANALYTICS.ANL_DAILY_SUMMARY AS stored
+        ON fresh.source = stored.source AND fresh.event_date = stored.event_date
+    WHERE
+        fresh.source IS NULL
+        OR stored.source IS NULL
+        OR fresh.event_count IS DISTINCT FROM stored.event_count
+        OR fresh.camera_count IS DISTINCT FROM stored.camera_count
+        OR fresh.site_count IS DISTINCT FROM stored.site_count
+        OR ROUND(fresh.avg_confidence, 9) IS DISTINCT FROM ROUND(stored.avg_confidence, 9)
+        OR fresh.top_category IS DISTINCT FROM stored.top_category
+    GROUP BY COALESCE(fresh.source, stored.source)
 ),
 
 freshness AS (
@@ -240,9 +265,21 @@ SELECT
     0::FLOAT AS threshold,
     stuck_batches = 0 AS passed,
     'staged batches Snowpipe refused or did not load in time (OPS.BATCH_LEDGER.ERROR_MESSAGE says why)' AS details
-FROM open_batches;
+FROM open_batches
+UNION ALL
+SELECT
+    'summary_matches_clean' AS check_name,
+    raw_stats.source,
+    'error' AS severity,
+    COALESCE(summary_diff.differing_days, 0)::FLOAT AS observed_value,
+    0::FLOAT AS threshold,
+    COALESCE(summary_diff.differing_days, 0) = 0 AS passed,
+    'days where ANL_DAILY_SUMMARY differs from a fresh GROUP BY over CLEAN (VW_DAILY_SUMMARY)' AS details
+FROM raw_stats
+LEFT JOIN summary_diff
+    ON raw_stats.source = summary_diff.source;
 
--- Every check of every run, appended by RUN_DQ under the run id. VALIDATE_DQ in a graph run judges that
+-- Every check of every run, appended by RUN_DQ and RECONCILE under the run id. VALIDATE_DQ in a graph run judges that
 -- run's own RUN_ID (the graph run group's id), so RUN_DQ called meanwhile by someone else changes nothing; a
 -- manual CALL of VALIDATE_DQ judges the run recorded last.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.DQ_CHECK_RESULTS (

@@ -1,6 +1,7 @@
 -- The task graph, declared once: the local stack's runner reads these same statements.
 -- root (hourly) -> ingest per source (parallel) -> refresh_pipe per source -> wait_for_load -> clean
 --   -> analytics -> dq -> validate_dq -> publish_metrics; FINALIZE runs after every run, failed or not.
+-- RECONCILE (daily) is a graph of its own, declared last.
 -- TASK_AUTO_RETRY_ATTEMPTS: a failed run is retried as a new run in the same graph run group (same run id),
 -- from the tasks that failed; tasks that succeeded are not run again, the finalizer runs after each run.
 -- Serverless tasks (no WAREHOUSE). Deploy suspends the root first and resumes the graph after with
@@ -151,3 +152,14 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.FINALIZE
     FINALIZE = <% ctx.env.database %>.PIPELINE.ROOT
 AS
     CALL <% ctx.env.database %>.OPS.FINALIZE_RUN();
+
+-- Daily reconciliation, a standalone task off the hourly graph: merges what the hourly ledger lookback no
+-- longer sees, then compares RAW, CLEAN and ANALYTICS over the full history (VW_DQ_CHECKS, ANL_DAILY_SUMMARY
+-- against a fresh GROUP BY over CLEAN) into DQ_CHECK_RESULTS, and fails loudly on an error-severity finding.
+CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.RECONCILE
+    USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
+    SCHEDULE = '<% ctx.env.reconcile_schedule %>'
+    USER_TASK_TIMEOUT_MS = 3600000
+    COMMENT = 'api2snow: daily full-history reconciliation of RAW, CLEAN and ANALYTICS'
+AS
+    CALL <% ctx.env.database %>.OPS.RECONCILE();

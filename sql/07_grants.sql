@@ -72,3 +72,6 @@ GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.BUILD_ANALYTICS() TO ROLE <%
 
 -- Analyst procedure: evaluate the data-quality checks now and record them in DQ_CHECK_RESULTS.
 GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.RUN_DQ() TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst procedure: reconcile RAW, CLEAN and ANALYTICS over the full history now (the daily task's work).
+GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.RECONCILE() TO ROLE <% ctx.env.analyst_role %>;

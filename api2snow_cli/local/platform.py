@@ -104,7 +104,9 @@ class LocalPlatform:
         context = run_context()
         rows = session.sql(
             f"SELECT name, state, error_message, attempt_number FROM {self.database}.OPS.TASK_HISTORY "
-            f"WHERE graph_run_group_id = ? AND name <> ? {LATEST_ATTEMPT}",
+            # the day TASK_HISTORY() is asked for in Snowflake (SnowflakePlatform.graph_run_tasks)
+            "WHERE scheduled_time >= DATEADD('day', -1, CURRENT_TIMESTAMP()) "
+            f"AND graph_run_group_id = ? AND name <> ? {LATEST_ATTEMPT}",
             params=[run_id, context.task if context else ""],
         ).collect()
         return task_runs(rows)

@@ -38,6 +38,7 @@ from .tasks import (
     TaskRun,
     is_task_statement,
     parse_task,
+    task_graphs,
 )
 from .warehouse import LocalWarehouse
 
@@ -93,7 +94,8 @@ class LocalStack:
         self.loader: LocalPipeLoader | None = None
         self.snowpipe_queue: LocalSnowpipeQueue | None = None
         self.dispatcher: ProcedureDispatcher | None = None
-        self.graph: TaskGraph | None = None
+        self.graph: TaskGraph | None = None  # the hourly pipeline's
+        self.graphs: dict[str, TaskGraph] = {}  # every declared graph, by root task name
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -218,7 +220,8 @@ class LocalStack:
                     tasks.append(task)
         self.loader.ensure_history_table()
         self.session.sql(TASK_HISTORY_DDL.format(database=self.database)).collect()
-        self.graph = TaskGraph(tasks)
+        self.graphs = {graph.root.short_name: graph for graph in task_graphs(tasks)}
+        self.graph = next(iter(self.graphs.values()))  # the hourly pipeline, declared first
 
     def execute(self, statement: str) -> TaskDefinition | None:
         """Run one rendered statement the way the local stack emulates it; returns a parsed task."""
@@ -248,12 +251,14 @@ class LocalStack:
         finally:
             set_run_context(None)
 
-    def run_graph(self, on_event: Callable[[TaskRun], None] | None = None) -> tuple[str, list[TaskRun]]:
-        """One run of the task graph, like EXECUTE TASK on the root."""
+    def run_graph(
+        self, on_event: Callable[[TaskRun], None] | None = None, root: str | None = None
+    ) -> tuple[str, list[TaskRun]]:
+        """One run of a task graph, like EXECUTE TASK on its root: the hourly pipeline's, or `root`'s (the
+        unqualified root task name, RECONCILE for the daily reconciliation)."""
         assert self.graph is not None, "stack not started"
-        runner = TaskGraphRunner(
-            self.graph, self.session, self.database, self._execute_task, on_event=on_event
-        )
+        graph = self.graph if root is None else self.graphs[root.upper()]
+        runner = TaskGraphRunner(graph, self.session, self.database, self._execute_task, on_event=on_event)
         return runner.run()
 
     def call(self, statement: str) -> str:

@@ -139,7 +139,8 @@ class TaskRun:
 
 
 class TaskGraph:
-    """The declared tasks, checked: one root, known predecessors, no cycle, at most one finalizer."""
+    """The declared tasks of one graph, checked: one root, known predecessors, no cycle, at most one
+    finalizer. A standalone scheduled task is a graph of one."""
 
     def __init__(self, definitions: list[TaskDefinition]) -> None:
         self.tasks = {t.name: t for t in definitions}
@@ -314,10 +315,52 @@ class TaskGraphRunner:
             ).collect()
 
 
+def task_graphs(definitions: list[TaskDefinition]) -> list[TaskGraph]:
+    """The declared tasks as graphs, one per root, in the order their roots are declared: each task joins
+    the graph of its predecessors (a task AFTER tasks of two graphs is refused), a finalizer its root's."""
+    by_name = {t.name: t for t in definitions}
+    roots = [t for t in definitions if not t.after and not t.finalize]
+    if not roots:
+        raise TaskGraphError("no root task: every task runs AFTER another")
+    root_of: dict[str, str] = {}
+
+    def find(task: TaskDefinition, seen: tuple[str, ...] = ()) -> str:
+        if task.name in root_of:
+            return root_of[task.name]
+        if task.name in seen:
+            raise TaskGraphError(f"cycle among tasks {list(seen)}")
+        parents = [task.finalize] if task.finalize else task.after
+        if not parents:
+            return task.name
+        found = set()
+        for parent in parents:
+            if parent not in by_name:
+                raise TaskGraphError(f"task {task.name} runs AFTER unknown task {parent}")
+            found.add(find(by_name[parent], (*seen, task.name)))
+        if len(found) > 1:
+            raise TaskGraphError(
+                f"task {task.name} runs after tasks of two graphs ({', '.join(sorted(found))})"
+            )
+        root_of[task.name] = found.pop()
+        return root_of[task.name]
+
+    members: dict[str, list[TaskDefinition]] = {root.name: [] for root in roots}
+    for task in definitions:
+        members[find(task)].append(task)
+    return [TaskGraph(members[root.name]) for root in roots]
+
+
 def graph_from_statements(statements: list[str]) -> TaskGraph:
-    return TaskGraph([parse_task(s) for s in statements if is_task_statement(s)])
+    """The pipeline's hourly graph: the first declared root's."""
+    return task_graphs([parse_task(s) for s in statements if is_task_statement(s)])[0]
+
+
+def project_task_graphs(project: Project) -> list[TaskGraph]:
+    """Every task graph the project's sql/ declares, the hourly pipeline's first."""
+    statements = [s for path in project.sql_files("sql") for s in project.statements(path)]
+    return task_graphs([parse_task(s) for s in statements if is_task_statement(s)])
 
 
 def project_task_graph(project: Project) -> TaskGraph:
-    """The task graph that the project's sql/ declares."""
-    return graph_from_statements([s for path in project.sql_files("sql") for s in project.statements(path)])
+    """The hourly pipeline's task graph (the first root sql/ declares)."""
+    return project_task_graphs(project)[0]

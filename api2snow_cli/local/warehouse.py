@@ -49,6 +49,14 @@ class SerializedQueries:
 
 _shared_instances: dict[str, Any] = {}
 _shared_lock = threading.Lock()
+_databases: dict[str, str] = {}  # database folder -> the database a LocalWarehouse serves from it
+
+# Snowflake writes each load (a pipe's file, a DML statement's new rows) into micro-partitions of its own, so
+# an hour's rows are pruned apart from the history. DuckDB appends to the table's last row group instead
+# (122,880 rows by default), so a read bounded to the newest rows would still scan up to that many rows of
+# history. Smaller row groups keep the local warehouse's pruning close to Snowflake's at the sizes the
+# tests and benchmarks use (a few million rows).
+ROW_GROUP_SIZE = 16_384
 
 
 def _share_instances_per_database_folder() -> None:
@@ -69,11 +77,24 @@ def _share_instances_per_database_folder() -> None:
         with _shared_lock:
             key = str(db_path)
             if key not in _shared_instances:
-                _shared_instances[key] = original(db_path=db_path, **kwargs)
+                _shared_instances[key] = instance = original(db_path=db_path, **kwargs)
+                if key in _databases:
+                    _attach_with_small_row_groups(instance, Path(db_path), _databases[key])
             return _shared_instances[key]
 
     shared._api2snow_shared = True  # type: ignore[attr-defined]
     fakesnow.server.FakeSnow = shared
+
+
+def _attach_with_small_row_groups(instance: Any, folder: Path, database: str) -> None:
+    """Attach the database file as fakesnow does on the first login (fakesnow.conn), with ROW_GROUP_SIZE."""
+    import fakesnow.info_schema as info_schema
+    import fakesnow.macros as macros
+
+    conn = instance.duck_conn
+    conn.execute(f"ATTACH DATABASE '{folder / database}.db' AS {database} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    conn.execute(info_schema.per_db_creation_sql(database))
+    conn.execute(macros.creation_sql(database))
 
 
 def _faithful_time_zones() -> None:
@@ -116,6 +137,37 @@ def _faithful_time_zones() -> None:
     fakesnow.server.from_binding = wall_time_ntz
 
 
+def _merge_reads_only_matching_target_rows() -> None:
+    """Let a MERGE read only the target rows it can match, as Snowflake's does.
+
+    fakesnow computes a MERGE's candidates with `target FULL OUTER JOIN source`, which reads every target row
+    even when the ON clause bounds the target (`tgt.id BETWEEN ...`); a Snowflake MERGE never acts on a target
+    row without a source match (there is no WHEN NOT MATCHED BY SOURCE), so it prunes the target by such a
+    predicate. A RIGHT JOIN keeps exactly the candidates the full join produced and lets DuckDB push the
+    bound into the target's scan, so the local warehouse scans what Snowflake would.
+    """
+    import importlib
+
+    from sqlglot import exp
+
+    # the package re-exports its `merge` function under the submodule's name, so import the module itself
+    merge = importlib.import_module("fakesnow.transforms.merge")
+
+    if getattr(merge._create_merge_candidates, "_api2snow", False):
+        return
+    candidates = merge._create_merge_candidates
+
+    def source_preserving(merge_expr: Any) -> Any:
+        created = candidates(merge_expr)
+        for join in created.find_all(exp.Join):
+            if join.side.upper() == "FULL":
+                join.set("side", "RIGHT")
+        return created
+
+    source_preserving._api2snow = True  # type: ignore[attr-defined]
+    merge._create_merge_candidates = source_preserving
+
+
 def _free_port(host: str) -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((host, 0))
@@ -146,7 +198,9 @@ class LocalWarehouse:
             logging.getLogger(name).setLevel(logging.WARNING)  # fakesnow logs every login and failed query
         self.db_path.mkdir(parents=True, exist_ok=True)
         _share_instances_per_database_folder()
+        _databases[str(self.db_path)] = self.database.upper()
         _faithful_time_zones()
+        _merge_reads_only_matching_target_rows()
         self.port = _free_port(self.host)
         config = uvicorn.Config(
             SerializedQueries(fakesnow.server.app),

@@ -5,6 +5,11 @@ moves a batch STARTED -> STAGED -> LOADED -> MERGED; a batch that can no longer 
 STARTED, or STAGED but refused by the pipe) is ABANDONED by the next ingest of its source, its files removed.
 The watermark moves only when a batch is LOADED, and `repair_watermark` catches it up with the loaded batches
 after a process died between the two statements.
+
+The hourly procedures read the ledger within `ledger_lookback_days` of now (`lookback`): the ledger is
+appended in STARTED_AT order, so the bound prunes it and an hourly read costs the same after years of runs.
+The ingest's own recovery reads its source's open batches without a bound, so a batch older than that is
+still closed by the next ingest, and the daily RECONCILE merges a loaded one and checks that none is left.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class BatchRecord:
     error_message: str | None = None
     age_seconds: int | None = None  # since STARTED, measured by the warehouse (same clock as started_at)
     staged_age_seconds: int | None = None  # since STAGED (STARTED while still staging), same clock
+    dq_run_id: str | None = None  # the graph run whose RUN_DQ checked the batch's rows
 
 
 def read_watermark(session: Any, settings: Settings, source: str) -> datetime | None:
@@ -66,12 +72,18 @@ def advance_watermark(session: Any, settings: Settings, source: str, value: date
     ).collect()
 
 
+def lookback(settings: Settings, days: int | None = None) -> str:
+    """The hourly bound on ledger reads: batches started within `ledger_lookback_days` (or `days`)."""
+    window = settings.get_int("ledger_lookback_days") if days is None else days
+    return f"started_at >= DATEADD('day', {-int(window)}, {UTC_NOW})"
+
+
 def repair_watermark(session: Any, settings: Settings, source: str) -> None:
     """Catch the watermark up with the newest LOADED or MERGED batch (a kill may fall between the two)."""
     rows = session.sql(
         f"SELECT batch_id, max_updated_at FROM {settings.table('OPS.BATCH_LEDGER')} "
-        "WHERE source = ? AND status IN ('LOADED', 'MERGED') AND max_updated_at IS NOT NULL "
-        "ORDER BY max_updated_at DESC LIMIT 1",
+        f"WHERE {lookback(settings)} AND source = ? AND status IN ('LOADED', 'MERGED') "
+        "AND max_updated_at IS NOT NULL ORDER BY max_updated_at DESC LIMIT 1",
         params=[source],
     ).collect()
     if rows:
@@ -196,19 +208,25 @@ def set_status(session: Any, settings: Settings, batch_ids: list[str], status: s
 
 
 def batches(
-    session: Any, settings: Settings, status: str | tuple[str, ...], source: str | None = None
+    session: Any,
+    settings: Settings,
+    status: str | tuple[str, ...],
+    source: str | None = None,
+    recent: bool = True,
 ) -> list[BatchRecord]:
-    """Ledger rows in `status` (one or several), oldest first."""
+    """Ledger rows in `status` (one or several), oldest first; within the lookback, unless not `recent`."""
     statuses = (status,) if isinstance(status, str) else status
     query = (
         "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
-        "partition_prefix, started_at, error_message, "
+        "partition_prefix, started_at, error_message, dq_run_id, "
         f"DATEDIFF('second', started_at, {UTC_NOW}) "
         "AS age_seconds, "
         f"DATEDIFF('second', COALESCE(staged_at, started_at), {UTC_NOW}) AS staged_age_seconds "
         f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status IN ({', '.join('?' for _ in statuses)})"
     )
     params: list[Any] = list(statuses)
+    if recent:
+        query += f" AND {lookback(settings)}"
     if source is not None:
         query += " AND source = ?"
         params.append(source)
@@ -227,6 +245,7 @@ def batches(
             error_message=row["ERROR_MESSAGE"],
             age_seconds=row["AGE_SECONDS"],
             staged_age_seconds=row["STAGED_AGE_SECONDS"],
+            dq_run_id=row["DQ_RUN_ID"],
         )
         for row in rows
     ]

@@ -18,6 +18,7 @@ import math
 import posixpath
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from . import ledger
@@ -25,7 +26,7 @@ from .ledger import BatchRecord
 from .platform import Platform
 from .settings import Settings
 from .sources import SOURCES, get_source
-from .sqltime import UTC_NOW
+from .sqltime import UTC_NOW, loaded_since
 
 log = logging.getLogger(__name__)
 REJECTS_PIPE = "RAW.REJECTED_RECORDS_PIPE"
@@ -94,7 +95,7 @@ def catch_missed(
     if (batch.age_seconds or 0) >= COPY_AFTER_SECONDS:
         for landing, keys in missing.items():
             # read just before the COPY: a file with any row in RAW (however it got there) is not copied
-            loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
+            loaded = _loaded_rows(session, settings.table(landing.table), batch)
             absent = [key for key in keys if loaded.get(posixpath.basename(key), 0) == 0]
             if absent:
                 platform.copy_files(session, settings.table(landing.pipe), absent)
@@ -116,12 +117,17 @@ def catch_missed(
     return "refresh"
 
 
-def delete_raw_rows(session: Any, settings: Settings, source_name: str, batch_ids: list[str]) -> None:
-    """Remove the rows these batches of a source put in RAW (its events and its rejects)."""
+def delete_raw_rows(
+    session: Any, settings: Settings, source_name: str, batch_ids: list[str], started_at: datetime | None
+) -> None:
+    """Remove the rows these batches of a source, the oldest started at `started_at`, put in RAW (its events
+    and its rejects); the start bounds the delete to the RAW rows loaded since."""
     marks = ", ".join("?" for _ in batch_ids)
     for landing in landings(source_name):
         session.sql(
-            f"DELETE FROM {settings.table(landing.table)} WHERE batch_id IN ({marks})", params=batch_ids
+            f"DELETE FROM {settings.table(landing.table)} WHERE {loaded_since(started_at)} "
+            f"AND batch_id IN ({marks})",
+            params=batch_ids,
         ).collect()
 
 
@@ -129,23 +135,26 @@ def purge_late_loads(session: Any, settings: Settings) -> int:
     """Clear RAW of rows auto-ingest loaded for recently abandoned batches; returns how many batches.
     CLEAN never reads them (it merges LOADED batches only); this keeps RAW to what the ledger accounts for."""
     rows = session.sql(
-        f"SELECT source, batch_id FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status = ? "
+        f"SELECT source, batch_id, started_at FROM {settings.table('OPS.BATCH_LEDGER')} WHERE status = ? "
         f"AND started_at >= DATEADD('second', ?, {UTC_NOW})",
         params=[ledger.ABANDONED, -LATE_LOAD_SECONDS],
     ).collect()
-    by_source: dict[str, list[str]] = {}
+    by_source: dict[str, list[Any]] = {}
     for row in rows:
-        by_source.setdefault(row["SOURCE"], []).append(row["BATCH_ID"])
-    for source_name, batch_ids in by_source.items():
+        by_source.setdefault(row["SOURCE"], []).append(row)
+    for source_name, abandoned in by_source.items():
         if source_name in SOURCES:
-            delete_raw_rows(session, settings, source_name, batch_ids)
+            oldest = min(row["STARTED_AT"] for row in abandoned)
+            delete_raw_rows(session, settings, source_name, [row["BATCH_ID"] for row in abandoned], oldest)
     return len(rows)
 
 
-def _loaded_rows(session: Any, table: str, batch_id: str) -> dict[str, int]:
+def _loaded_rows(session: Any, table: str, batch: BatchRecord) -> dict[str, int]:
+    """Rows in RAW per file of the batch; bounded by its start, so the read prunes RAW to recent loads."""
     rows = session.sql(
-        f"SELECT file_name, COUNT(*) AS row_count FROM {table} WHERE batch_id = ? GROUP BY file_name",
-        params=[batch_id],
+        f"SELECT file_name, COUNT(*) AS row_count FROM {table} WHERE {loaded_since(batch.started_at)} "
+        "AND batch_id = ? GROUP BY file_name",
+        params=[batch.batch_id],
     ).collect()
     return {posixpath.basename(r["FILE_NAME"]): int(r["ROW_COUNT"]) for r in rows}
 
@@ -162,7 +171,7 @@ def unloaded_parts(
         files = batch.manifest.get(landing.manifest_key, [])
         if not files:
             continue
-        loaded = _loaded_rows(session, settings.table(landing.table), batch.batch_id)
+        loaded = _loaded_rows(session, settings.table(landing.table), batch)
         counts = {f["key"]: (loaded.get(posixpath.basename(f["key"]), 0), f["rows"]) for f in files}
         twice = [key for key, (have, want) in counts.items() if have > want]
         if twice:

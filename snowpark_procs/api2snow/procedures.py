@@ -79,11 +79,15 @@ def build_clean(session: Any) -> dict[str, Any]:
 
 
 def build_analytics(session: Any) -> dict[str, Any]:
-    return _run(session, lambda p, s: {"daily_summary_rows": layers.refresh_daily_summary(session, s)})
+    return _run(session, lambda p, s: {"daily_summary": layers.refresh_daily_summary(session, s)})
 
 
 def run_dq(session: Any) -> dict[str, Any]:
     return _run(session, lambda p, s: quality.run_checks(session, s, p.run_id(session)))
+
+
+def reconcile(session: Any) -> dict[str, Any]:
+    return _run(session, lambda p, s: quality.reconcile(session, s, p.run_id(session)))
 
 
 def validate_dq(session: Any) -> dict[str, Any]:

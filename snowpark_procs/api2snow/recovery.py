@@ -48,7 +48,7 @@ def close_dead_batches(
 ) -> Blocker | None:
     """Abandon the source's batches that can no longer finish; returns one the new batch must wait for."""
     blocker: Blocker | None = None
-    for batch in ledger.batches(session, settings, ledger.OPEN_STATUSES, source.name):
+    for batch in ledger.batches(session, settings, ledger.OPEN_STATUSES, source.name, recent=False):
         if batch.batch_id == current_batch_id:
             continue  # the window this run is about to (re)write: start_batch re-opens it
         reason = _dead_reason(batch)
@@ -68,7 +68,7 @@ def close_earlier_attempt(
     counts only when the pipe could not load it. A new id (never a reused one) means no part of the old
     attempt can mix with the new one's files, whatever became of its objects.
     """
-    for batch in ledger.batches(session, settings, ledger.OPEN_STATUSES, source.name):
+    for batch in ledger.batches(session, settings, ledger.OPEN_STATUSES, source.name, recent=False):
         if batch.batch_id != batch_id:
             continue
         if batch.status == ledger.STAGED:
@@ -112,5 +112,5 @@ def abandon(
     except (BotoCoreError, ClientError) as exc:
         reason = f"{reason}; its objects under {batch.partition_prefix}batch_id={batch.batch_id}/ stay: {exc}"
         log.warning("%s batch %s %s", source.name, batch.batch_id, reason)
-    delete_raw_rows(session, settings, source.name, [batch.batch_id])
+    delete_raw_rows(session, settings, source.name, [batch.batch_id], batch.started_at)
     ledger.abandon_batch(session, settings, batch.batch_id, reason)

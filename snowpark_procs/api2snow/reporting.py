@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import ledger
 from .settings import Settings
 from .sources import SOURCES
 from .sqltime import UTC_NOW
@@ -12,6 +13,9 @@ from .sqltime import UTC_NOW
 log = logging.getLogger(__name__)
 LEDGER_METRICS = ("fetched", "staged", "rejected", "duplicates")
 HTTP_METRICS = ("requests", "retries", "throttled_429")
+# A graph run group, its auto-retries included, is over within hours: its ledger rows and its PIPELINE_RUNS
+# row are read within this many days, which keeps the reads bounded as the tables grow.
+RUN_DAYS = 2
 
 
 def collect_metrics(session: Any, settings: Settings, run_id: str) -> list[tuple[str, str | None, float]]:
@@ -21,12 +25,14 @@ def collect_metrics(session: Any, settings: Settings, run_id: str) -> list[tuple
         f"SELECT source, SUM(fetched) AS fetched, SUM(staged) AS staged, SUM(rejected) AS rejected, "
         f"SUM(duplicates) AS duplicates, SUM(http_stats:requests::NUMBER) AS requests, "
         f"SUM(http_stats:retries::NUMBER) AS retries, SUM(http_stats:throttled_429::NUMBER) AS throttled_429 "
-        f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE run_id = ? GROUP BY source",
+        f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE {ledger.lookback(settings, RUN_DAYS)} "
+        "AND run_id = ? GROUP BY source",
         params=[run_id],
     ).collect()
     for row in ledger_rows:
         for name in LEDGER_METRICS + HTTP_METRICS:
             metrics.append((name, row["SOURCE"], float(row[name.upper()] or 0)))
+    # A table's row count is metadata in Snowflake (and statistics in the local warehouse): no scan.
     for source in SOURCES.values():
         for layer, table in (("raw_rows", source.raw_table), ("clean_rows", source.clean_table)):
             count = session.sql(f"SELECT COUNT(*) AS n FROM {settings.table(table)}").collect()[0]["N"]
@@ -89,7 +95,7 @@ def _merge_run_row(session: Any, settings: Settings, outcome: dict[str, Any]) ->
             SELECT CAST(? AS STRING) AS run_id, CAST(? AS STRING) AS state, CAST(? AS NUMBER) AS succeeded,
                 CAST(? AS NUMBER) AS failed, CAST(? AS STRING) AS first_error
         ) AS outcome
-            ON runs.run_id = outcome.run_id
+            ON runs.run_id = outcome.run_id AND runs.finished_at >= DATEADD('day', {-RUN_DAYS}, {UTC_NOW})
         WHEN MATCHED THEN UPDATE SET
             runs.state = outcome.state, runs.tasks_succeeded = outcome.succeeded,
             runs.tasks_failed = outcome.failed, runs.first_error = outcome.first_error,

@@ -224,6 +224,15 @@ _DECLARED = (
         minimum=0,
         maximum=3_600,
     ),
+    # Above REFRESH's 7-day window, so WAIT_FOR_LOAD still sees a batch old enough to be copied instead.
+    Setting(
+        "ledger_lookback_days",
+        "int",
+        "how far back the hourly procedures read the batch ledger (older open batches: ingest and RECONCILE)",
+        default=14,
+        minimum=8,
+        maximum=3_650,
+    ),
     Setting(
         "incremental_overlap_seconds",
         "int",

@@ -118,15 +118,15 @@ KILL_POINTS: dict[str, KillPoint] = {
         "batch LOADED, watermark not advanced",
     ),
     "clean_merged_before_status": KillPoint(
-        "api2snow.layers:merge_loaded_batches",
+        "api2snow.layers:merge_delta",
         "after",
-        lambda args: args["target"].source == "api_a",
+        lambda args: args["delta"].target.source == "api_a",
         "api_a MERGEd into CLEAN, its batches still LOADED",
     ),
     "clean_between_sources": KillPoint(
-        "api2snow.layers:merge_loaded_batches",
+        "api2snow.layers:merge_delta",
         "before",
-        lambda args: args["target"].source == "api_b",
+        lambda args: args["delta"].target.source == "api_b",
         "api_a MERGED, api_b not merged",
     ),
     "analytics_before_summary": KillPoint(

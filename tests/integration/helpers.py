@@ -55,3 +55,38 @@ def notifications_lost(stack: Any, grace_seconds: int | None = None) -> Iterator
         stack.snowpipe_queue.subscribe(stack.s3.client())
         if grace_seconds is not None:
             set_config(stack, "pipe_refresh_grace_seconds", "120")
+
+
+def load_batch(stack: Any, source: str, payloads: list[dict[str, Any]]) -> str:
+    """A batch of `source` as ingest + Snowpipe leave it, LOADED: its ledger row and its RAW rows (one part).
+
+    For tests that need particular records (updates that move an event, say) without serving them from a
+    mock API; BUILD_CLEAN then merges it like any other batch.
+    """
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    from api2snow.sources import get_source
+
+    db, now = stack.database, datetime.now(UTC)
+    batch_id = str(uuid.uuid4())
+    key = f"source={source}/dt={now:%Y-%m-%d}/hour={now:%H}/batch_id={batch_id}/part-0000.jsonl.gz"
+    manifest = {"parts": [{"key": key, "rows": len(payloads)}], "rejects": []}
+    utc_now = "CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ"
+    stack.session.sql(
+        f"INSERT INTO {db}.OPS.BATCH_LEDGER (batch_id, source, run_id, status, fetched, staged, rejected, "
+        "duplicates, parts, manifest, started_at, staged_at, loaded_at, complete) "
+        f"SELECT ?, ?, 'test', 'LOADED', ?, ?, 0, 0, 1, PARSE_JSON(?), {utc_now}, {utc_now}, {utc_now}, TRUE",
+        params=[batch_id, source, len(payloads), len(payloads), json.dumps(manifest)],
+    ).collect()
+    rows = ", ".join("(?, ?)" for _ in payloads)
+    params: list[Any] = []
+    for number, payload in enumerate(payloads):
+        params += [json.dumps(payload, default=str), number]
+    stack.session.sql(
+        f"INSERT INTO {db}.{get_source(source).raw_table} (payload, file_name, file_row_number, batch_id, "
+        f"loaded_at) SELECT PARSE_JSON(column1), ?, column2, ?, CURRENT_TIMESTAMP() FROM VALUES {rows}",
+        params=[key, batch_id, *params],
+    ).collect()
+    return batch_id

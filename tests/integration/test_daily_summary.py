@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from .helpers import scalar
+from .helpers import load_batch, scalar
 
 pytestmark = pytest.mark.integration
 COLUMNS = "source, event_date, event_count, camera_count, site_count, ROUND(avg_confidence, 9), top_category"
@@ -31,11 +33,10 @@ def test_a_day_whose_events_all_moved_leaves_the_summary(stack):
         stack, f"SELECT COUNT(*) FROM {summary} WHERE source = 'api_a' AND event_date = ?", [first_day]
     )
 
-    # Updates move every event of the first day to the next one (what a corrected OCCURRED_AT does).
-    stack.session.sql(
-        f"UPDATE {clean} SET occurred_at = DATEADD('day', 1, occurred_at) WHERE occurred_at::DATE = ?",
-        params=[first_day],
-    ).collect()
+    # Updates move every event of the first day to the next one (what a corrected OCCURRED_AT does): a new
+    # version of each, loaded like any batch, then the hourly CLEAN and ANALYTICS builds.
+    load_batch(stack, "api_a", [_moved_a_day(row) for row in _events_of_day(stack, clean, first_day)])
+    stack.call(f"CALL {db}.OPS.BUILD_CLEAN()")
     stack.call(f"CALL {db}.OPS.BUILD_ANALYTICS()")
 
     assert _rows(stack, "ANL_DAILY_SUMMARY") == _rows(
@@ -50,3 +51,16 @@ def test_a_day_whose_events_all_moved_leaves_the_summary(stack):
         [first_day],
     )
     assert counted == moved + next_day
+
+
+def _events_of_day(stack, clean: str, day) -> list:
+    return stack.session.sql(f"SELECT * FROM {clean} WHERE occurred_at::DATE = ?", params=[day]).collect()
+
+
+def _moved_a_day(row) -> dict:
+    """The event's next version: a day later, updated a second after the version CLEAN holds."""
+    fields = ("event_id", "event_type", "camera_id", "category", "confidence", "duration_ms")
+    payload = {name: row[name.upper()] for name in fields}
+    payload["occurred_at"] = (row["OCCURRED_AT"] + timedelta(days=1)).isoformat(timespec="microseconds")
+    payload["updated_at"] = (row["UPDATED_AT"] + timedelta(seconds=1)).isoformat(timespec="microseconds")
+    return payload

@@ -74,7 +74,7 @@ def test_every_layer_and_dq_have_rows(stack, first_run):
     ).collect()
     events = {name for name, source in SOURCES.items() if source.schema.name == "events"}
     assert {r["SOURCE"] for r in results} == events
-    assert len(results) == 14 * len(events)  # the per-source checks of sql/05
+    assert len(results) == 15 * len(events)  # the hourly per-source checks (quality.py)
     assert all(r["PASSED"] for r in results if r["SEVERITY"] == "error")
 
 

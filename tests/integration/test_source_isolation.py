@@ -37,8 +37,8 @@ def test_a_failing_merge_fails_loudly_for_its_source_alone(stack):
         "duration_ms": "not a number",
     }
     stack.session.sql(
-        f"INSERT INTO {db}.RAW.API_B_EVENTS (payload, file_name, file_row_number, batch_id) "
-        "SELECT PARSE_JSON(?), 'poison.jsonl.gz', 1, ?",
+        f"INSERT INTO {db}.RAW.API_B_EVENTS (payload, file_name, file_row_number, batch_id, loaded_at) "
+        "SELECT PARSE_JSON(?), 'poison.jsonl.gz', 1, ?, CURRENT_TIMESTAMP()",
         params=[json.dumps(poison), batch_b],
     ).collect()
 

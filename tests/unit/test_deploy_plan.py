@@ -45,7 +45,7 @@ from api2snow_cli.deploy import (
     teardown_plan,
 )
 from api2snow_cli.history import graph_run_status
-from api2snow_cli.local.tasks import graph_from_statements, is_task_statement
+from api2snow_cli.local.tasks import graph_from_statements, is_task_statement, parse_task, task_graphs
 from api2snow_cli.project import (
     HOST_VARIABLES,
     PROJECT_ROOT,
@@ -202,8 +202,10 @@ def test_steps_come_in_dependency_order(plan):
         "analytics (sql/04",
         "dq (sql/05",
         "tasks: suspend the root",
+        "tasks: suspend the daily reconciliation",
         "tasks (sql/06",
         "tasks: resume the graph",
+        "tasks: resume the daily reconciliation",
         "grants (sql/07",
     ]
     assert len(names) == len(expected)
@@ -216,17 +218,19 @@ def test_every_sql_file_is_deployed_once(plan):
     assert deployed == [f"sql/{p.name}" for p in sorted((PROJECT_ROOT / "sql").glob("*.sql"))]
 
 
-def test_tasks_are_altered_only_between_suspending_and_resuming_the_root(plan, project):
+def test_tasks_are_altered_only_between_suspending_and_resuming_every_root(plan, project):
     names = [s.name for s in plan]
-    suspend, tasks, resume = (
-        names.index(_step(plan, f).name) for f in ("suspend the root", "tasks (sql/06", "resume the graph")
-    )
-    assert suspend + 1 == tasks == resume - 1
-    root = f"{project.env['database']}.PIPELINE.ROOT"
-    assert plan[suspend].statements == [f"ALTER TASK IF EXISTS {root} SUSPEND"]
-    assert plan[resume].statements == [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"]
-    graph = graph_from_statements(plan[tasks].statements)
-    assert graph.root.name == root and graph.finalizer is not None
+    tasks = names.index(_step(plan, "tasks (sql/06").name)
+    roots = [f"{project.env['database']}.PIPELINE.{name}" for name in ("ROOT", "RECONCILE")]
+    assert [plan[tasks - 2 + i].statements for i in range(2)] == [
+        [f"ALTER TASK IF EXISTS {root} SUSPEND"] for root in roots
+    ]
+    assert [plan[tasks + 1 + i].statements for i in range(2)] == [
+        [f"SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('{root}')"] for root in roots
+    ]
+    graphs = task_graphs([parse_task(s) for s in plan[tasks].statements])
+    assert [g.root.name for g in graphs] == roots
+    assert graphs[0].finalizer is not None and list(graphs[1].tasks) == [roots[1]]  # a standalone daily task
     assert not any(is_task_statement(s) for i, step in enumerate(plan) if i != tasks for s in step.statements)
 
 
@@ -277,11 +281,15 @@ def test_prod_differs_from_dev_by_envs_yml():
 def test_teardown_drops_what_deploy_created(teardown, project, plan):
     db = project.env["database"]
     text = "\n".join(_statements(teardown))
-    assert teardown[0].statements == [f"ALTER TASK IF EXISTS {db}.PIPELINE.ROOT SUSPEND"]
+    assert teardown[0].statements == [
+        f"ALTER TASK IF EXISTS {db}.PIPELINE.ROOT SUSPEND",
+        f"ALTER TASK IF EXISTS {db}.PIPELINE.RECONCILE SUSPEND",
+    ]
     tasks = graph_from_statements(_step(plan, "tasks (sql/06").statements)
     drops = _step(teardown, "drop tasks").statements
-    assert len(drops) == len(tasks.tasks) and drops[-1] == f"DROP TASK IF EXISTS {tasks.root.name}"
+    assert len(drops) == len(tasks.tasks) + 1 and drops[-2] == f"DROP TASK IF EXISTS {tasks.root.name}"
     assert drops[0] == f"DROP TASK IF EXISTS {tasks.finalizer.name}"
+    assert drops[-1] == f"DROP TASK IF EXISTS {db}.PIPELINE.RECONCILE"
     assert sorted(_step(teardown, "drop pipes").statements) == sorted(
         f"DROP PIPE IF EXISTS {db}.RAW.{pipe}" for pipe in PIPE_PREFIXES
     )
@@ -624,7 +632,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
         run_plan(steps, dry_run=False, echo=out.append)
     message = str(error.value)
     first = message.splitlines()[0]
-    assert "[3/15] external access: network rules and secrets" in first
+    assert "[3/17] external access: network rules and secrets" in first
     assert "snow exited 1" in first and "SQL compilation error: Schema 'DB.OPS' does not exist" in first
     assert f"does not exist or not authorized. {' '.join(['***'] * len(echoed))}" in first
     assert "RequestsDependencyWarning" not in first
@@ -638,7 +646,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     shown = message + "\n".join(out) + json.dumps([e["argv"] for e in log])
     for value in SECRET_VALUES.values():
         assert value not in shown, "a secret value was printed or passed on the command line"
-    assert "[1/15] external access admin" in out[0] and out[1].endswith(" s)")
+    assert "[1/17] external access admin" in out[0] and out[1].endswith(" s)")
 
 
 def test_a_full_run_calls_snow_once_per_step_and_skips_admin_steps(project, monkeypatch, tmp_path):
@@ -666,12 +674,12 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
     out = result.output
     assert "dry run" in out and "database VIDEO_ANALYTICS_DEV" in out
     for fragment in (
-        "[1/15] external access admin",
-        "[5/15] snowpark build",
-        "[8/15] s3 event notification for Snowpipe auto-ingest (sql/02_raw.sql)",
+        "[1/17] external access admin",
+        "[5/17] snowpark build",
+        "[8/17] s3 event notification for Snowpipe auto-ingest (sql/02_raw.sql)",
         "$ snow sql --connection any --role API2SNOW_OWNER --format json --enable-templating NONE -q "
         "'SHOW PIPES IN SCHEMA VIDEO_ANALYTICS_DEV.RAW'",
-        "[15/15] grants (sql/07_grants.sql)",
+        "[17/17] grants (sql/07_grants.sql)",
         "$ snow snowpark deploy --replace --connection any",
         "CREATE PIPE IF NOT EXISTS",
         "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
@@ -834,7 +842,7 @@ def test_the_analyst_reads_analytics_and_calls_its_procedures_but_sees_no_raw_se
     )
     assert grants and all(allowed.match(f"{p} ON {t}") for p, t in grants), grants
     called = {re.search(r"OPS\.(\w+)\(", t).group(1) for p, t in grants if t.startswith("PROCEDURE")}
-    assert called == {"BUILD_ANALYTICS", "RUN_DQ"}
+    assert called == {"BUILD_ANALYTICS", "RUN_DQ", "RECONCILE"}
     assert not any(project.procedures()[name].secrets for name in called), called
     flat = " ".join(t for _, t in grants)
     assert not re.search(r"\.(RAW|CLEAN)\b|SECRET|INTEGRATION", flat)

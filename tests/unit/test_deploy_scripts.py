@@ -175,7 +175,7 @@ def test_deploy_sh_runs_the_steps_api2snow_deploy_plans(fake, monkeypatch, skip_
     _assert_same_steps(fake.log(), plan)
     out = result.stdout + result.stderr
     assert out.count("(skipped)") == (2 if skip_admin else 0)
-    assert "[15/15] grants (sql/07_grants.sql) ok" in out and "deployed VIDEO_ANALYTICS_DEV" in out
+    assert "[17/17] grants (sql/07_grants.sql) ok" in out and "deployed VIDEO_ANALYTICS_DEV" in out
     for value in SECRET_VALUES.values():
         assert value not in out
 
@@ -236,7 +236,7 @@ def test_a_failing_step_stops_the_script_naming_it_without_printing_secrets(fake
     assert result.returncode != 0
     assert (fake.home / "calls").read_text() == "3", "the script went on after a failing step"
     assert (
-        "step [3/15] external access: network rules and secrets "
+        "step [3/17] external access: network rules and secrets "
         "(external_access/01_network_rules_and_secrets.sql) failed (snow exited 1)" in result.stderr
     )
     assert "SQL compilation error: Schema 'DB.OPS' does not exist. *** ***" in result.stderr
@@ -276,7 +276,7 @@ def test_dry_run_prints_every_snow_command_with_secrets_masked_and_calls_nothing
     assert result.returncode == 0, result.stderr
     assert not fake.log()
     out = result.stdout
-    assert out.count("    $ snow ") == 15 and "dry run: nothing connects" in out
+    assert out.count("    $ snow ") == 17 and "dry run: nothing connects" in out
     assert "-D 'api_b_key=***'" in out and "-f sql/06_tasks.sql" in out
     for name in SECRET_VARIABLES:  # every secret, masked, in the step that uses it
         assert f"-D '{name}=***'" in out, name

@@ -94,7 +94,7 @@ def test_every_call_in_the_task_graph_passes_the_argument_checks(ran):
     calls = [s for s in project.statements(PROJECT_ROOT / "sql" / "06_tasks.sql") if "CALL " in s]
     bodies = [s[s.index("CALL ") :] for s in calls]
     assert all(is_call_statement(body) for body in bodies)
-    assert len(bodies) == 7 + 2 * len(SOURCES)  # INGEST_ and REFRESH_PIPE_ per source
+    assert len(bodies) == 8 + 2 * len(SOURCES)  # INGEST_ and REFRESH_PIPE_ per source
     for body in bodies:
         name, args = parse_call(body)
         proc = dispatcher.resolve(name)

@@ -6,6 +6,7 @@ import pytest
 from api2snow import ledger
 from api2snow.ledger import BatchRecord
 from api2snow.recovery import DEAD_AFTER_SECONDS, _dead_reason
+from api2snow.sqltime import loaded_since
 
 
 def batch(status: str, age: int | None = 60, error: str | None = None) -> BatchRecord:
@@ -52,14 +53,15 @@ def test_a_batch_whose_objects_cannot_be_removed_is_closed_all_the_same():
     from api2snow.settings import Settings
     from api2snow.sources import get_source
 
-    session = _Session()
+    session = _Session()  # a batch of unknown start: the delete is bounded by nothing later than the epoch
     record = BatchRecord("b-1", "api_b", ledger.FAILED, 0, 0, None, {}, "source=api_b/dt=2026-11-30/hour=10/")
     settings = Settings(database="DB", values={"bucket": "landing"})
     abandon(session, settings, get_source("api_b"), record, "abandoned: its extract failed", _DeniedS3())
     deletes = [q for q, _ in session.statements if q.startswith("DELETE FROM")]
+    ALL_LOADS = loaded_since(None)  # noqa: N806 - the bound every delete carries
     assert deletes == [
-        "DELETE FROM DB.RAW.API_B_EVENTS WHERE batch_id IN (?)",
-        "DELETE FROM DB.RAW.REJECTED_RECORDS WHERE batch_id IN (?)",
+        f"DELETE FROM DB.RAW.API_B_EVENTS WHERE {ALL_LOADS} AND batch_id IN (?)",
+        f"DELETE FROM DB.RAW.REJECTED_RECORDS WHERE {ALL_LOADS} AND batch_id IN (?)",
     ]
     [(update, params)] = [(q, p) for q, p in session.statements if q.startswith("UPDATE")]
     assert params[0] == ledger.ABANDONED

@@ -27,10 +27,12 @@ SESSION_DEPENDENT = re.compile(
     r"|\bSYSDATE\b",  # UTC in Snowflake, but local time inside a MERGE in the local warehouse
     re.IGNORECASE,
 )
-# Allowed: an explicit conversion to UTC, and a table function's instant argument (TIMESTAMP_LTZ is what
-# COPY_HISTORY's START_TIME and TASK_HISTORY's SCHEDULED_TIME_RANGE_START take).
+# Allowed: an explicit conversion to UTC, an instant written with its UTC offset (sqltime.loaded_since), and a
+# table function's instant argument (TIMESTAMP_LTZ is what COPY_HISTORY's START_TIME and TASK_HISTORY's
+# SCHEDULED_TIME_RANGE_START take).
 ALLOWED = (
     re.compile(r"CONVERT_TIMEZONE\(\s*'UTC'\s*,\s*CURRENT_TIMESTAMP\(\)\s*\)", re.IGNORECASE),
+    re.compile(r"'[^']*\+00:00'::TIMESTAMP_TZ\b", re.IGNORECASE),
     re.compile(
         r"\b(?:START_TIME|END_TIME|SCHEDULED_TIME_RANGE_START|SCHEDULED_TIME_RANGE_END)\s*=>\s*"
         r"(?:DATEADD\(\s*'?\w+'?\s*,\s*-?\d+\s*,\s*CURRENT_TIMESTAMP\(\)\s*\)|CURRENT_TIMESTAMP\(\))",

@@ -24,6 +24,16 @@ EVENT_FIELDS = (
     Field("attributes", "object", required=False),
 )
 
+# The entity ANALYTICS and the data-quality checks read (VW_EVENTS is the UNION ALL of its CLEAN tables).
+ANALYSED_ENTITY = "events"
+# The field whose UTC day keys ANL_DAILY_SUMMARY: a record that changes it moves between two summary days.
+SUMMARY_DAY_FIELD = "occurred_at"
+# Values the DQ checks accept (warn-severity checks `accepted_values_<field>`, hourly and in full).
+ACCEPTED_VALUES = {
+    "category": ("person", "vehicle", "bicycle", "animal", "package"),
+    "event_type": ("detection", "motion", "line_crossing", "tamper"),
+}
+
 CAMERA_FIELDS = (
     Field("camera_id", "str"),
     Field("site_id", "str"),
@@ -37,6 +47,9 @@ CAMERA_FIELDS = (
     Field("active", "bool"),
     Field("updated_at", "timestamp"),
 )
+# The camera columns ANL_DAILY_SUMMARY depends on (VW_DAILY_SUMMARY's SITE_COUNT): a camera that appears or
+# changes one of them changes the summary of every day its events fall on.
+SUMMARY_CAMERA_COLUMNS = ("site_id",)
 
 ENTITY_FIELDS = {"events": EVENT_FIELDS, "cameras": CAMERA_FIELDS}
 
