@@ -72,8 +72,10 @@ def refresh(session: Any, platform: Platform, settings: Settings, source_name: s
     grace = settings.get_int("pipe_refresh_grace_seconds")
     caught: dict[str, list[str]] = {"refresh": [], "copy": []}
     for batch in ledger.batches(session, settings, ledger.STAGED, source_name):
+        if (batch.staged_age_seconds or 0) < grace:
+            continue  # auto-ingest's time: not even RAW is read for it
         missing, problem = unloaded_parts(session, settings, batch)
-        if missing and problem is None and (batch.staged_age_seconds or 0) >= grace:
+        if missing and problem is None:
             caught[catch_missed(session, platform, settings, batch, missing)].append(batch.batch_id)
     return {
         "source": source_name,
