@@ -36,7 +36,12 @@ from api2snow.sources.declaration import (
     SourceDeclaration,
     check_declaration,
 )
-from api2snow.sources.entities import ACCEPTED_VALUES, ANALYSED_ENTITY
+from api2snow.sources.entities import (
+    ACCEPTED_VALUES,
+    ANALYSED_ENTITY,
+    SUMMARY_DAY_COLUMN,
+    SUMMARY_DAY_FIELD,
+)
 
 from . import project
 from .project import host_variable, secret_variables
@@ -170,6 +175,12 @@ def _clean_fields(d: SourceDeclaration) -> list[Field]:
     return [f for f in d.fields if f.kind != "object"]
 
 
+def _summary_day(d: SourceDeclaration) -> list[str]:
+    """The stored day column of an analysed source ([] for others): ANL_DAILY_SUMMARY's key, a column of its
+    own (not an expression over OCCURRED_AT) so a filter on the day prunes CLEAN through the views."""
+    return [SUMMARY_DAY_COLUMN] if d.entity == ANALYSED_ENTITY else []
+
+
 def _entity(sources: Sources, entity: str) -> list[SourceDeclaration]:
     return [d for d in sources if d.entity == entity]
 
@@ -272,6 +283,10 @@ def staging_views(sources: Sources) -> list[str]:
                 "SELECT",
                 f"    '{d.name}' AS source,",
                 *(f"    raw_rows.payload:{f.name}::{_column_type(f)} AS {f.name}," for f in _clean_fields(d)),
+                *(
+                    f"    raw_rows.payload:{SUMMARY_DAY_FIELD}::TIMESTAMP_NTZ::DATE AS {day},"
+                    for day in _summary_day(d)
+                ),
                 "    raw_rows.batch_id,",
                 "    raw_rows.file_name,",
                 "    raw_rows.file_row_number,",
@@ -293,11 +308,24 @@ def clean_tables(sources: Sources) -> list[str]:
                 f"CREATE TABLE IF NOT EXISTS {_qualified(d.clean)} (",
                 f"    {key.name.upper()} {_column_type(key)} NOT NULL,",
                 *(f"    {f.name.upper()} {_column_type(f)}," for f in rest),
+                *(f"    {day.upper()} DATE," for day in _summary_day(d)),
                 "    BATCH_ID STRING,",
                 "    MERGED_AT TIMESTAMP_NTZ",
                 ");",
             ]
         )
+        for day in _summary_day(d):
+            blocks.append(
+                [
+                    *_comment(
+                        f"{d.title} CLEAN tables made before {day.upper()} was stored: add and fill it."
+                    ),
+                    f"ALTER TABLE {_qualified(d.clean)} ADD COLUMN IF NOT EXISTS {day.upper()} DATE;",
+                    "",
+                    f"UPDATE {_qualified(d.clean)} SET {day} = {SUMMARY_DAY_FIELD}::DATE",
+                    f"WHERE {day} IS NULL AND {SUMMARY_DAY_FIELD} IS NOT NULL;",
+                ]
+            )
     return _statements(*blocks)
 
 
@@ -315,7 +343,7 @@ def events_union(sources: Sources) -> list[str]:
     for number, d in enumerate(_analysed(sources)):
         if number:
             lines.append("    UNION ALL")
-        columns = [f"'{d.name}' AS source", *(f.name for f in _clean_fields(d))]
+        columns = [f"'{d.name}' AS source", *(f.name for f in _clean_fields(d)), *_summary_day(d)]
         lines += [
             "    SELECT",
             *(f"        {column}," for column in columns[:-1]),

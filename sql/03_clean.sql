@@ -18,6 +18,7 @@ SELECT
     raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
+    raw_rows.payload:occurred_at::TIMESTAMP_NTZ::DATE AS event_date,
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number,
@@ -34,6 +35,7 @@ SELECT
     raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
+    raw_rows.payload:occurred_at::TIMESTAMP_NTZ::DATE AS event_date,
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number,
@@ -50,6 +52,7 @@ SELECT
     raw_rows.payload:occurred_at::TIMESTAMP_NTZ AS occurred_at,
     raw_rows.payload:updated_at::TIMESTAMP_NTZ AS updated_at,
     raw_rows.payload:duration_ms::NUMBER(18, 0) AS duration_ms,
+    raw_rows.payload:occurred_at::TIMESTAMP_NTZ::DATE AS event_date,
     raw_rows.batch_id,
     raw_rows.file_name,
     raw_rows.file_row_number,
@@ -89,9 +92,16 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS (
     OCCURRED_AT TIMESTAMP_NTZ,
     UPDATED_AT TIMESTAMP_NTZ,
     DURATION_MS NUMBER(18, 0),
+    EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );
+
+-- API A CLEAN tables made before EVENT_DATE was stored: add and fill it.
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
+
+UPDATE <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS SET event_date = occurred_at::DATE
+WHERE event_date IS NULL AND occurred_at IS NOT NULL;
 
 -- API B events, typed, one row per EVENT_ID holding its latest version.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS (
@@ -103,9 +113,16 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS (
     OCCURRED_AT TIMESTAMP_NTZ,
     UPDATED_AT TIMESTAMP_NTZ,
     DURATION_MS NUMBER(18, 0),
+    EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );
+
+-- API B CLEAN tables made before EVENT_DATE was stored: add and fill it.
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
+
+UPDATE <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS SET event_date = occurred_at::DATE
+WHERE event_date IS NULL AND occurred_at IS NOT NULL;
 
 -- The camera/site directory from API C, one row per CAMERA_ID; enriches events in ANALYTICS.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.DIM_CAMERAS (
@@ -134,7 +151,14 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS (
     OCCURRED_AT TIMESTAMP_NTZ,
     UPDATED_AT TIMESTAMP_NTZ,
     DURATION_MS NUMBER(18, 0),
+    EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
 );
+
+-- API D CLEAN tables made before EVENT_DATE was stored: add and fill it.
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
+
+UPDATE <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS SET event_date = occurred_at::DATE
+WHERE event_date IS NULL AND occurred_at IS NOT NULL;
 -- api2snow:end clean_tables

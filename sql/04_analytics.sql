@@ -14,7 +14,8 @@ WITH all_events AS (
         confidence,
         occurred_at,
         updated_at,
-        duration_ms
+        duration_ms,
+        event_date
     FROM <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS
     UNION ALL
     SELECT
@@ -26,7 +27,8 @@ WITH all_events AS (
         confidence,
         occurred_at,
         updated_at,
-        duration_ms
+        duration_ms,
+        event_date
     FROM <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS
     UNION ALL
     SELECT
@@ -38,7 +40,8 @@ WITH all_events AS (
         confidence,
         occurred_at,
         updated_at,
-        duration_ms
+        duration_ms,
+        event_date
     FROM <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS
     -- api2snow:end events_union
 )
@@ -53,6 +56,7 @@ SELECT
     all_events.occurred_at,
     all_events.updated_at,
     all_events.duration_ms,
+    all_events.event_date,
     cameras.site_id,
     cameras.site_name,
     cameras.city,
@@ -65,12 +69,12 @@ LEFT JOIN <% ctx.env.database %>.CLEAN.DIM_CAMERAS AS cameras
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DAILY_EVENT_COUNTS AS
 SELECT
     source,
-    occurred_at::DATE AS event_date,
+    event_date,
     category,
     COUNT(*) AS event_count,
     COUNT(DISTINCT camera_id) AS camera_count
 FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
-GROUP BY source, occurred_at::DATE, category;
+GROUP BY source, event_date, category;
 
 -- RAW as loaded, per event source: rows, distinct ids and the newest load (freshness and DQ read it).
 -- RAW's LOADED_AT is TIMESTAMP_LTZ (Snowpipe's METADATA$START_SCAN_TIME, an instant); it is read here as
@@ -164,15 +168,16 @@ WHERE occurred_at >= DATEADD('day', -7, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAM
 GROUP BY category;
 
 -- The daily summary as it should be now: per UTC day and source, volumes, reach and the top category.
+-- Grouped by the stored EVENT_DATE, so BUILD_ANALYTICS's filter on the day prunes CLEAN beneath it.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DAILY_SUMMARY AS
 WITH per_category AS (
     SELECT
         source,
-        occurred_at::DATE AS event_date,
+        event_date,
         category,
         COUNT(*) AS category_events
     FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
-    GROUP BY source, occurred_at::DATE, category
+    GROUP BY source, event_date, category
 ),
 
 top_category AS (
@@ -195,13 +200,13 @@ SELECT
 FROM (
     SELECT
         source,
-        occurred_at::DATE AS event_date,
+        event_date,
         COUNT(*) AS event_count,
         COUNT(DISTINCT camera_id) AS camera_count,
         COUNT(DISTINCT site_id) AS site_count,
         AVG(confidence) AS avg_confidence
     FROM <% ctx.env.database %>.ANALYTICS.VW_EVENTS
-    GROUP BY source, occurred_at::DATE
+    GROUP BY source, event_date
 ) AS daily
 LEFT JOIN top_category
     ON daily.source = top_category.source AND daily.event_date = top_category.event_date;

@@ -16,7 +16,7 @@ from .key_ranges import MAX_KEYS, key_ranges, range_predicate
 from .ledger import BatchRecord
 from .settings import Settings
 from .sources import SOURCES
-from .sources.entities import ANALYSED_ENTITY, SUMMARY_CAMERA_COLUMNS, SUMMARY_DAY_FIELD
+from .sources.entities import ANALYSED_ENTITY, SUMMARY_CAMERA_COLUMNS, SUMMARY_DAY_COLUMN
 from .sqltime import UTC_NOW, loaded_since
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,11 @@ def summary_days_touched(session: Any, settings: Settings, delta: Delta, bound: 
     source = SOURCES[target.source]
     if source.declaration.entity != ANALYSED_ENTITY:
         return [None] if _dimension_changed(session, settings, delta, bound) else []
-    day, where = SUMMARY_DAY_FIELD, delta.where()
+    day, where = SUMMARY_DAY_COLUMN, delta.where()
     view, table = settings.table(target.staging_view), settings.table(target.table)
     rows = session.sql(
-        f"SELECT DISTINCT stg.{day}::DATE AS day FROM {view} AS stg WHERE {where} "
-        f"UNION SELECT DISTINCT tgt.{day}::DATE AS day FROM {table} AS tgt WHERE {bound} "
+        f"SELECT DISTINCT stg.{day} AS day FROM {view} AS stg WHERE {where} "
+        f"UNION SELECT DISTINCT tgt.{day} AS day FROM {table} AS tgt WHERE {bound} "
         f"AND tgt.{target.key} IN (SELECT stg.{target.key} FROM {view} AS stg WHERE {where})"
     ).collect()
     return sorted(row["DAY"] for row in rows if row["DAY"] is not None)
@@ -262,9 +262,9 @@ def refresh_daily_summary(session: Any, settings: Settings) -> dict[str, Any]:
 
 def summary_days_predicate(days: dict[str, set[Any]] | None, alias: str) -> str:
     """`(alias.source = 'src' AND alias.event_date BETWEEN 'd1' AND 'd2') OR ...` over runs of consecutive
-    days, so the view's scan of CLEAN is pruned to those days (a filter on the day pushes down to
-    OCCURRED_AT); TRUE for every day (`days` None). Written out (it goes into a MERGE): declared source
-    names and dates only."""
+    days, so the view's scans of CLEAN are pruned to those days (the view groups by CLEAN's stored
+    EVENT_DATE, so the filter reaches them); TRUE for every day (`days` None). Written out (it goes into a
+    MERGE): declared source names and dates only."""
     if days is None:
         return "TRUE"
     terms = [
@@ -288,23 +288,26 @@ def _day_runs(dates: list[Any]) -> list[tuple[Any, Any]]:
 
 
 def _refresh_summary_rows(session: Any, settings: Settings, days: dict[str, set[Any]] | None) -> int:
-    """Upsert the summary rows of VW_DAILY_SUMMARY for `days` (None: all), then delete those of `days` the
-    view no longer has (a day whose every event moved away)."""
+    """Upsert the summary rows of VW_DAILY_SUMMARY for `days` (None: all), one source at a time (each
+    statement then reads that source's CLEAN table only), then delete the rows of `days` the upsert did not
+    touch: the days the view no longer has (every event moved away). The view is read once per source."""
     table = settings.table("ANALYTICS.ANL_DAILY_SUMMARY")
     view = settings.table("ANALYTICS.VW_DAILY_SUMMARY")
     columns = table_columns(session, table)
-    fresh = summary_days_predicate(days, "fresh")
-    kept = summary_days_predicate(days, "summary")
-    source_query = (
-        f"SELECT {', '.join(f'fresh.{c}' for c in columns if c != 'REFRESHED_AT')} FROM {view} AS fresh "
-        f"WHERE {fresh}"
-    )
-    statement = merge_statement(table, source_query, ["SOURCE", "EVENT_DATE"], columns, "REFRESHED_AT")
-    changed = _affected(session.sql(statement).collect())
-    session.sql(
-        f"DELETE FROM {table} AS summary WHERE {kept} AND NOT EXISTS (SELECT 1 FROM {view} AS fresh "
-        f"WHERE {fresh} AND fresh.source = summary.source AND fresh.event_date = summary.event_date)"
-    ).collect()
+    start = session.sql(f"SELECT {UTC_NOW} AS now").collect()[0]["NOW"]
+    changed = 0
+    for group in [None] if days is None else [{source: dates} for source, dates in sorted(days.items())]:
+        source_query = (
+            f"SELECT {', '.join(f'fresh.{c}' for c in columns if c != 'REFRESHED_AT')} FROM {view} AS fresh "
+            f"WHERE {summary_days_predicate(group, 'fresh')}"
+        )
+        statement = merge_statement(table, source_query, ["SOURCE", "EVENT_DATE"], columns, "REFRESHED_AT")
+        changed += _affected(session.sql(statement).collect())
+        session.sql(
+            f"DELETE FROM {table} AS summary WHERE {summary_days_predicate(group, 'summary')} "
+            "AND summary.refreshed_at < CAST(? AS TIMESTAMP_NTZ)",
+            params=[start.isoformat(sep=" ")],
+        ).collect()
     return changed
 
 

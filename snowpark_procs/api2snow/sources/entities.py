@@ -27,7 +27,10 @@ EVENT_FIELDS = (
 # The entity ANALYTICS and the data-quality checks read (VW_EVENTS is the UNION ALL of its CLEAN tables).
 ANALYSED_ENTITY = "events"
 # The field whose UTC day keys ANL_DAILY_SUMMARY: a record that changes it moves between two summary days.
+# Its day is stored in CLEAN as a column of its own (SUMMARY_DAY_COLUMN), so that a filter on the day reaches
+# the CLEAN scans beneath the views' GROUP BY and prunes them (a filter on an expression does not).
 SUMMARY_DAY_FIELD = "occurred_at"
+SUMMARY_DAY_COLUMN = "event_date"
 # Values the DQ checks accept (warn-severity checks `accepted_values_<field>`, hourly and in full).
 ACCEPTED_VALUES = {
     "category": ("person", "vehicle", "bicycle", "animal", "package"),
