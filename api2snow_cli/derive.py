@@ -311,7 +311,7 @@ def clean_tables(sources: Sources) -> list[str]:
                 *(f"    {day.upper()} DATE," for day in _summary_day(d)),
                 "    BATCH_ID STRING,",
                 "    MERGED_AT TIMESTAMP_NTZ",
-                ");",
+                ")" + "".join(f" CLUSTER BY ({day.upper()})" for day in _summary_day(d)) + ";",
             ]
         )
         for day in _summary_day(d):
@@ -324,6 +324,8 @@ def clean_tables(sources: Sources) -> list[str]:
                     "",
                     f"UPDATE {_qualified(d.clean)} SET {day} = {SUMMARY_DAY_FIELD}::DATE",
                     f"WHERE {day} IS NULL AND {SUMMARY_DAY_FIELD} IS NOT NULL;",
+                    "",
+                    f"ALTER TABLE {_qualified(d.clean)} CLUSTER BY ({day.upper()});",
                 ]
             )
     return _statements(*blocks)

@@ -95,13 +95,15 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS (
     EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
-);
+) CLUSTER BY (EVENT_DATE);
 
 -- API A CLEAN tables made before EVENT_DATE was stored: add and fill it.
 ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
 
 UPDATE <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS SET event_date = occurred_at::DATE
 WHERE event_date IS NULL AND occurred_at IS NOT NULL;
+
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_A_EVENTS CLUSTER BY (EVENT_DATE);
 
 -- API B events, typed, one row per EVENT_ID holding its latest version.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS (
@@ -116,13 +118,15 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS (
     EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
-);
+) CLUSTER BY (EVENT_DATE);
 
 -- API B CLEAN tables made before EVENT_DATE was stored: add and fill it.
 ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
 
 UPDATE <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS SET event_date = occurred_at::DATE
 WHERE event_date IS NULL AND occurred_at IS NOT NULL;
+
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_B_EVENTS CLUSTER BY (EVENT_DATE);
 
 -- The camera/site directory from API C, one row per CAMERA_ID; enriches events in ANALYTICS.
 CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.DIM_CAMERAS (
@@ -154,11 +158,13 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS (
     EVENT_DATE DATE,
     BATCH_ID STRING,
     MERGED_AT TIMESTAMP_NTZ
-);
+) CLUSTER BY (EVENT_DATE);
 
 -- API D CLEAN tables made before EVENT_DATE was stored: add and fill it.
 ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS ADD COLUMN IF NOT EXISTS EVENT_DATE DATE;
 
 UPDATE <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS SET event_date = occurred_at::DATE
 WHERE event_date IS NULL AND occurred_at IS NOT NULL;
+
+ALTER TABLE <% ctx.env.database %>.CLEAN.CLN_API_D_EVENTS CLUSTER BY (EVENT_DATE);
 -- api2snow:end clean_tables

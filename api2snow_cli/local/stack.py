@@ -22,6 +22,7 @@ from api2snow.platform import AwsCredentials
 from ..project import DECLARATIONS, PROJECT_ROOT, Project, host_port, secret_variables
 from . import egress
 from .auto_ingest import LocalSnowpipeQueue
+from .clustering import AutomaticClustering, clustering_key
 from .mock_apis.context import AUTH_CREDENTIALS, Credentials
 from .mock_apis.server import MockApiConfig, MockApis
 from .pipes import LocalPipeLoader, is_pipe_statement
@@ -40,7 +41,7 @@ from .tasks import (
     parse_task,
     task_graphs,
 )
-from .warehouse import LocalWarehouse
+from .warehouse import LocalWarehouse, duckdb_connection
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class LocalStack:
         self.dispatcher: ProcedureDispatcher | None = None
         self.graph: TaskGraph | None = None  # the hourly pipeline's
         self.graphs: dict[str, TaskGraph] = {}  # every declared graph, by root task name
+        self.clustering = AutomaticClustering(lambda: duckdb_connection(self.warehouse))
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -229,6 +231,12 @@ class LocalStack:
         head = " ".join(statement.split()[:5]).upper()
         if is_task_statement(statement):
             return parse_task(statement)
+        declared = clustering_key(statement)
+        if declared is not None:
+            table, columns, only_declares = declared
+            self.clustering.declare(table, columns)
+            if only_declares:
+                return None  # fakesnow has no ALTER TABLE ... CLUSTER BY; the declaration is all it does
         if is_pipe_statement(statement):
             self.loader.register(statement)
         elif is_call_statement(statement):
@@ -259,7 +267,9 @@ class LocalStack:
         assert self.graph is not None, "stack not started"
         graph = self.graph if root is None else self.graphs[root.upper()]
         runner = TaskGraphRunner(graph, self.session, self.database, self._execute_task, on_event=on_event)
-        return runner.run()
+        outcome = runner.run()
+        self.clustering.maintain()  # between runs, as Snowflake's service reclusters in the background
+        return outcome
 
     def call(self, statement: str) -> str:
         """CALL a procedure outside a graph run, as an analyst would."""

@@ -168,6 +168,18 @@ def _merge_reads_only_matching_target_rows() -> None:
     merge._create_merge_candidates = source_preserving
 
 
+def duckdb_connection(warehouse: LocalWarehouse | None) -> Any:
+    """The DuckDB connection behind a started warehouse, for what the local stack emulates beside SQL
+    (Snowflake's background services); procedures and tests go through the Session."""
+    if warehouse is None:
+        raise RuntimeError("the local warehouse is not started")
+    with _shared_lock:
+        instance = _shared_instances.get(str(warehouse.db_path))
+    if instance is None:
+        raise RuntimeError(f"no local warehouse instance for {warehouse.db_path}")
+    return instance.duck_conn
+
+
 def _free_port(host: str) -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind((host, 0))
@@ -196,6 +208,7 @@ class LocalWarehouse:
 
         for name in ("fakesnow", "fakesnow.server", "uvicorn", "uvicorn.error"):
             logging.getLogger(name).setLevel(logging.WARNING)  # fakesnow logs every login and failed query
+        logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "Unsupported property": CLUSTER BY, emulated
         self.db_path.mkdir(parents=True, exist_ok=True)
         _share_instances_per_database_folder()
         _databases[str(self.db_path)] = self.database.upper()
@@ -224,11 +237,7 @@ class LocalWarehouse:
     def _set_time_zone(self) -> None:
         """The session's TIMEZONE: DuckDB's TimeZone setting, for every connection to this database (the
         loader's own included). Snowflake SQL has no way to set it here (ALTER SESSION is not emulated)."""
-        with _shared_lock:
-            instance = _shared_instances.get(str(self.db_path))
-        if instance is None:
-            raise RuntimeError(f"no local warehouse instance for {self.db_path}")
-        instance.duck_conn.execute(f"SET GLOBAL TimeZone = '{self.time_zone}'")
+        duckdb_connection(self).execute(f"SET GLOBAL TimeZone = '{self.time_zone}'")
 
     def connection_parameters(self) -> dict[str, Any]:
         return {

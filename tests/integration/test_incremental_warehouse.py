@@ -17,6 +17,7 @@ from api2snow.quality import DataQualityError
 from .helpers import load_batch, scalar
 
 pytestmark = pytest.mark.integration
+EVENTS = ("api_a", "api_b", "api_d")
 COLUMNS = "source, event_date, event_count, camera_count, site_count, ROUND(avg_confidence, 9), top_category"
 
 
@@ -147,3 +148,25 @@ def test_reconcile_merges_a_loaded_batch_the_hourly_lookback_no_longer_sees(stac
     stack.call(f"CALL {db}.OPS.RECONCILE()")
     assert scalar(stack, f"SELECT status FROM {db}.OPS.BATCH_LEDGER WHERE batch_id = ?", [old]) == "MERGED"
     assert scalar(stack, f"SELECT updated_at FROM {clean} WHERE event_id = ?", [row["EVENT_ID"]]) == late
+
+
+def test_a_table_out_of_key_order_is_reclustered_between_runs(stack, ran):
+    """sql/03 declares CLUSTER BY (EVENT_DATE) on the events' CLEAN tables; the local stand-in for Snowflake's
+    automatic clustering rewrites a declared table a large MERGE left out of order, keeping its rows."""
+    db = stack.database
+    assert all(stack.clustering.keys[f"{db}.CLEAN.CLN_{s.upper()}_EVENTS"] == ["EVENT_DATE"] for s in EVENTS)
+    probe = f"{db}.OPS.CLUSTER_PROBE"
+    stack.execute(
+        f"CREATE TABLE IF NOT EXISTS {probe} (ID STRING NOT NULL, EVENT_DATE DATE) CLUSTER BY (EVENT_DATE)"
+    )
+    # what a one-shot rebuild's MERGE leaves: a year of rows in the join's order
+    stack.session.sql(
+        f"INSERT INTO {probe} SELECT 'e-' || seq4()::STRING, DATEADD('day', UNIFORM(0, 364, RANDOM(7)), "
+        "'2026-01-01'::DATE) FROM TABLE(GENERATOR(ROWCOUNT => 20000))"
+    ).collect()
+    before = sorted(tuple(r) for r in stack.session.sql(f"SELECT * FROM {probe}").collect())
+    assert stack.clustering.disorder(probe) > 0.05
+    stack.run_graph()
+    assert stack.clustering.disorder(probe) == 0.0
+    assert sorted(tuple(r) for r in stack.session.sql(f"SELECT * FROM {probe}").collect()) == before
+    stack.session.sql(f"DROP TABLE {probe}").collect()

@@ -1,0 +1,84 @@
+"""Snowflake's automatic clustering, locally.
+
+Snowflake keeps a table declared with CLUSTER BY in key order with a background service: after a large MERGE
+(a backfill, a rebuild) has written its rows in the join's order, the service rewrites the table so that its
+micro-partitions cover narrow key ranges again, and pruning on the key works. fakesnow drops CLUSTER BY from
+CREATE TABLE and rejects ALTER TABLE ... CLUSTER BY, so the local stack records the keys from the statements
+of sql/ and, between graph runs, rewrites a declared table in key order once its rows have drifted out of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CLUSTER_BY = re.compile(
+    r"^\s*(CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS|ALTER\s+TABLE)\s+([\w.]+)\b.*?\bCLUSTER\s+BY\s*\(([^)]*)\)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+# The share of rows whose key is lower than the row before them (in storage order) above which a table is
+# rewritten: a table grown hour by hour stays far below it; one filled by a single large MERGE is near 0.5.
+MAX_DISORDER = 0.05
+
+
+def clustering_key(statement: str) -> tuple[str, list[str], bool] | None:
+    """(table, key columns, whether the statement is only the ALTER that declares them), or None."""
+    match = _CLUSTER_BY.match(statement)
+    if match is None:
+        return None
+    kind, table, columns = match.groups()
+    return table.upper(), [c.strip().upper() for c in columns.split(",")], kind.upper().startswith("ALTER")
+
+
+class AutomaticClustering:
+    """The declared clustering keys, and the local stand-in for Snowflake's reclustering service."""
+
+    def __init__(self, connection: Callable[[], Any]) -> None:
+        self._connection = connection  # the warehouse's DuckDB connection (local stand-in only)
+        self.keys: dict[str, list[str]] = {}
+
+    def declare(self, table: str, columns: list[str]) -> None:
+        self.keys[table] = columns
+
+    def disorder(self, table: str) -> float:
+        """The share of the table's rows stored after a row with a higher key (0 for a sorted table)."""
+        key = ", ".join(self.keys[table])
+        row = (
+            self._connection()
+            .cursor()
+            .execute(
+                f"SELECT AVG(CASE WHEN k < previous THEN 1 ELSE 0 END) FROM "
+                f"(SELECT ({key}) AS k, LAG(({key})) OVER (ORDER BY rowid) AS previous FROM {table})"
+            )
+            .fetchone()
+        )
+        return float(row[0] or 0.0)
+
+    def maintain(self) -> list[str]:
+        """Rewrite in key order each declared table that drifted past MAX_DISORDER; the tables rewritten."""
+        rewritten = []
+        for table in self.keys:
+            if self.disorder(table) > MAX_DISORDER:
+                self._rewrite(table)
+                rewritten.append(table)
+        return rewritten
+
+    def _rewrite(self, table: str) -> None:
+        """The rows in key order, in one transaction (the table keeps its columns and constraints)."""
+        key = ", ".join(self.keys[table])
+        cursor = self._connection().cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            cursor.execute(f"CREATE TEMP TABLE _api2snow_recluster AS SELECT * FROM {table} ORDER BY {key}")
+            cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(f"INSERT INTO {table} SELECT * FROM _api2snow_recluster")
+            cursor.execute("DROP TABLE _api2snow_recluster")
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+        log.info("reclustered %s by (%s), as Snowflake's automatic clustering would", table, key)
