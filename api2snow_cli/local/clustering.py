@@ -20,9 +20,10 @@ _CLUSTER_BY = re.compile(
     r"^\s*(CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS|ALTER\s+TABLE)\s+([\w.]+)\b.*?\bCLUSTER\s+BY\s*\(([^)]*)\)\s*;?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
-# The share of rows whose key is lower than the row before them (in storage order) above which a table is
-# rewritten: a table grown hour by hour stays far below it; one filled by a single large MERGE is near 0.5.
-MAX_DISORDER = 0.05
+# The clustering depth (how many of the table's storage segments cover a key value, on average, as
+# SYSTEM$CLUSTERING_DEPTH reports it for micro-partitions) above which a table is rewritten: a table grown
+# hour by hour stays near 1; one filled by a single large MERGE has every segment covering most keys.
+MAX_DEPTH = 3.0
 
 
 def clustering_key(statement: str) -> tuple[str, list[str], bool] | None:
@@ -44,25 +45,31 @@ class AutomaticClustering:
     def declare(self, table: str, columns: list[str]) -> None:
         self.keys[table] = columns
 
-    def disorder(self, table: str) -> float:
-        """The share of the table's rows stored after a row with a higher key (0 for a sorted table)."""
-        key = ", ".join(self.keys[table])
-        row = (
+    def depth(self, table: str) -> float:
+        """The table's clustering depth on its first key column: for each storage segment, how many segments'
+        min/max ranges overlap its own, averaged (about 1 for a table in key order; 0 for an empty one)."""
+        column = self.keys[table][0]
+        rows = (
             self._connection()
             .cursor()
-            .execute(
-                f"SELECT AVG(CASE WHEN k < previous THEN 1 ELSE 0 END) FROM "
-                f"(SELECT ({key}) AS k, LAG(({key})) OVER (ORDER BY rowid) AS previous FROM {table})"
-            )
-            .fetchone()
+            .execute("SELECT stats FROM pragma_storage_info(?) WHERE upper(column_name) = ?", [table, column])
+            .fetchall()
         )
-        return float(row[0] or 0.0)
+        ranges = [(s["min"], s["max"]) for (s,) in rows if isinstance(s, dict) and "min" in s and "max" in s]
+        if not ranges:
+            return 0.0
+        # a segment counts itself, and each other whose range overlaps its own by more than a boundary value
+        overlaps = sum(
+            1 + sum(1 for k, (lo, hi) in enumerate(ranges) if k != n and lo < high and low < hi)
+            for n, (low, high) in enumerate(ranges)
+        )
+        return overlaps / len(ranges)
 
     def maintain(self) -> list[str]:
-        """Rewrite in key order each declared table that drifted past MAX_DISORDER; the tables rewritten."""
+        """Rewrite in key order each declared table deeper than MAX_DEPTH; the tables rewritten."""
         rewritten = []
         for table in self.keys:
-            if self.disorder(table) > MAX_DISORDER:
+            if self.depth(table) > MAX_DEPTH:
                 self._rewrite(table)
                 rewritten.append(table)
         return rewritten
@@ -81,4 +88,5 @@ class AutomaticClustering:
         except Exception:
             cursor.execute("ROLLBACK")
             raise
+        cursor.execute(f"CHECKPOINT {table.split('.')[0]}")  # drops the old segments from storage
         log.info("reclustered %s by (%s), as Snowflake's automatic clustering would", table, key)
