@@ -52,11 +52,12 @@ _shared_lock = threading.Lock()
 _databases: dict[str, str] = {}  # database folder -> the database a LocalWarehouse serves from it
 
 # Snowflake writes each load (a pipe's file, a DML statement's new rows) into micro-partitions of its own, so
-# an hour's rows are pruned apart from the history. DuckDB appends to the table's last row group instead
-# (122,880 rows by default), so a read bounded to the newest rows would still scan up to that many rows of
-# history. Smaller row groups keep the local warehouse's pruning close to Snowflake's at the sizes the
-# tests and benchmarks use (a few million rows).
-ROW_GROUP_SIZE = 16_384
+# an hour's rows are pruned apart from the history, and a table clustered by day keeps a day in a few
+# partitions. DuckDB appends to the table's last row group instead (122,880 rows by default), so a read
+# bounded to the newest rows, or to one day, would still scan up to that many rows of history. Row groups of
+# 4,096 rows (two DuckDB vectors) keep the local warehouse's pruning close to Snowflake's at the sizes the
+# tests and benchmarks use (an hour or a day of events is a few thousand rows there).
+ROW_GROUP_SIZE = 4_096
 
 
 def _share_instances_per_database_folder() -> None:

@@ -221,9 +221,8 @@ def build_clean(session: Any, settings: Settings, recent: bool = True) -> dict[s
             log.error("CLEAN merge of %s failed: %s", source.name, exc)
             failed[source.name] = f"{type(exc).__name__}: {exc}"
             continue
-        batch_ids = [b.batch_id for b in batches]
-        ledger.set_status(session, settings, batch_ids, ledger.MERGED)
-        merged[source.name] = {"batches": len(batch_ids), "rows_merged": rows}
+        ledger.set_status(session, settings, batches, ledger.MERGED)
+        merged[source.name] = {"batches": len(batches), "rows_merged": rows}
     if failed:
         detail = "; ".join(f"{name}: {error}" for name, error in failed.items())
         names = ", ".join(failed)
@@ -260,21 +259,19 @@ def refresh_daily_summary(session: Any, settings: Settings) -> dict[str, Any]:
     return {"days_refreshed": refreshed, "rows_changed": changed}
 
 
-def summary_days_predicate(days: dict[str, set[Any]] | None, alias: str) -> str:
-    """`(alias.source = 'src' AND alias.event_date BETWEEN 'd1' AND 'd2') OR ...` over runs of consecutive
-    days, so the view's scans of CLEAN are pruned to those days (the view groups by CLEAN's stored
-    EVENT_DATE, so the filter reaches them); TRUE for every day (`days` None). Written out (it goes into a
-    MERGE): declared source names and dates only."""
-    if days is None:
+def summary_days_predicate(source: str | None, first: Any = None, last: Any = None, alias: str = "") -> str:
+    """`alias.source = 'src' AND alias.event_date BETWEEN 'd1' AND 'd2'`, one run of consecutive days of one
+    source, so each statement's scans of CLEAN are pruned to those days (the view groups by CLEAN's stored
+    EVENT_DATE, so the filter reaches them; an OR of several runs would not reach the view's second read of
+    CLEAN); TRUE for every day of every source (`source` None). Written out (it goes into a MERGE): a declared
+    source name and dates only."""
+    if source is None:
         return "TRUE"
-    terms = [
-        f"({alias}.source = '{SOURCES[source].name}' AND {alias}.event_date "
-        f"BETWEEN '{first.isoformat()}'::DATE AND '{last.isoformat()}'::DATE)"
-        for source, dates in sorted(days.items())
-        if source in SOURCES
-        for first, last in _day_runs(sorted(dates))
-    ]
-    return "(" + " OR ".join(terms) + ")" if terms else "FALSE"
+    prefix = f"{alias}." if alias else ""
+    return (
+        f"{prefix}source = '{SOURCES[source].name}' AND {prefix}event_date "
+        f"BETWEEN '{first.isoformat()}'::DATE AND '{last.isoformat()}'::DATE"
+    )
 
 
 def _day_runs(dates: list[Any]) -> list[tuple[Any, Any]]:
@@ -288,23 +285,33 @@ def _day_runs(dates: list[Any]) -> list[tuple[Any, Any]]:
 
 
 def _refresh_summary_rows(session: Any, settings: Settings, days: dict[str, set[Any]] | None) -> int:
-    """Upsert the summary rows of VW_DAILY_SUMMARY for `days` (None: all), one source at a time (each
-    statement then reads that source's CLEAN table only), then delete the rows of `days` the upsert did not
-    touch: the days the view no longer has (every event moved away). The view is read once per source."""
+    """Upsert the summary rows of VW_DAILY_SUMMARY for `days` (None: all), one run of consecutive days of one
+    source at a time (each statement then reads those days of that source's CLEAN table only), then delete
+    the rows of the run the upsert did not touch: the days the view no longer has (every event moved away)."""
     table = settings.table("ANALYTICS.ANL_DAILY_SUMMARY")
     view = settings.table("ANALYTICS.VW_DAILY_SUMMARY")
     columns = table_columns(session, table)
     start = session.sql(f"SELECT {UTC_NOW} AS now").collect()[0]["NOW"]
     changed = 0
-    for group in [None] if days is None else [{source: dates} for source, dates in sorted(days.items())]:
+    runs: list[tuple[str | None, Any, Any]] = (
+        [(None, None, None)]
+        if days is None
+        else [
+            (source, first, last)
+            for source, dates in sorted(days.items())
+            if source in SOURCES
+            for first, last in _day_runs(sorted(dates))
+        ]
+    )
+    for source, first, last in runs:
         source_query = (
             f"SELECT {', '.join(f'fresh.{c}' for c in columns if c != 'REFRESHED_AT')} FROM {view} AS fresh "
-            f"WHERE {summary_days_predicate(group, 'fresh')}"
+            f"WHERE {summary_days_predicate(source, first, last, 'fresh')}"
         )
         statement = merge_statement(table, source_query, ["SOURCE", "EVENT_DATE"], columns, "REFRESHED_AT")
         changed += _affected(session.sql(statement).collect())
         session.sql(
-            f"DELETE FROM {table} AS summary WHERE {summary_days_predicate(group, 'summary')} "
+            f"DELETE FROM {table} AS summary WHERE {summary_days_predicate(source, first, last, 'summary')} "
             "AND summary.refreshed_at < CAST(? AS TIMESTAMP_NTZ)",
             params=[start.isoformat(sep=" ")],
         ).collect()

@@ -193,18 +193,31 @@ def fail_batch(session: Any, settings: Settings, batch_id: str, message: str) ->
     ).collect()
 
 
-def set_status(session: Any, settings: Settings, batch_ids: list[str], status: str) -> None:
+def set_status(session: Any, settings: Settings, batches: list[BatchRecord], status: str) -> None:
     """Move batches to LOADED or MERGED, stamping the matching time column."""
-    if not batch_ids:
+    if not batches:
         return
     column = {LOADED: "loaded_at", MERGED: "merged_at"}[status]
-    marks = ", ".join("?" for _ in batch_ids)
     cleared = ", error_message = NULL" if status == LOADED else ""  # a slow load noted earlier did finish
+    where, params = by_id(batches)
     session.sql(
-        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?{cleared}, "
-        f"{column} = {UTC_NOW} WHERE batch_id IN ({marks})",
-        params=[status, *batch_ids],
+        f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET status = ?{cleared}, {column} = {UTC_NOW} "
+        f"WHERE {where}",
+        params=[status, *params],
     ).collect()
+
+
+def by_id(batches: list[BatchRecord]) -> tuple[str, list[Any]]:
+    """`batch_id IN (...)`, bounded by the batches' oldest start: the ledger is appended in STARTED_AT order,
+    so the warehouse reads only its rows since then, not the whole ledger."""
+    marks = ", ".join("?" for _ in batches)
+    starts = [b.started_at for b in batches if b.started_at is not None]
+    if len(starts) < len(batches):
+        return f"batch_id IN ({marks})", [b.batch_id for b in batches]
+    return (
+        f"started_at >= CAST(? AS TIMESTAMP_NTZ) AND batch_id IN ({marks})",
+        [min(starts).isoformat(sep=" "), *(b.batch_id for b in batches)],
+    )
 
 
 def batches(

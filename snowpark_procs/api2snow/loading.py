@@ -272,6 +272,6 @@ def _note(session: Any, settings: Settings, batch: BatchRecord, problem: str) ->
 
 
 def _mark_loaded(session: Any, settings: Settings, batch: BatchRecord) -> None:
-    ledger.set_status(session, settings, [batch.batch_id], ledger.LOADED)
+    ledger.set_status(session, settings, [batch], ledger.LOADED)
     if batch.max_updated_at is not None and SOURCES[batch.source].incremental:
         ledger.advance_watermark(session, settings, batch.source, batch.max_updated_at, batch.batch_id)

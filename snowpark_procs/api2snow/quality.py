@@ -55,18 +55,18 @@ class Check:
 def run_checks(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
     """The hourly checks of every events source, recorded under `run_id`. A graph run marks the batches it
     checked (DQ_RUN_ID), so the next one checks only newer ones; a manual RUN_DQ leaves them to it."""
-    checked: list[str] = []
+    checked: list[BatchRecord] = []
     results: list[Check] = []
     for source in analysed_sources():
         batches = batches_to_check(session, settings, source.name, run_id)
         results += source_checks(session, settings, source, batches)
-        checked += [b.batch_id for b in batches]
+        checked += batches
     record(session, settings, run_id, results)
     if is_graph_run(run_id) and checked:
-        marks = ", ".join("?" for _ in checked)
+        where, params = ledger.by_id(checked)
         session.sql(
-            f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET dq_run_id = ? WHERE batch_id IN ({marks})",
-            params=[run_id, *checked],
+            f"UPDATE {settings.table('OPS.BATCH_LEDGER')} SET dq_run_id = ? WHERE {where}",
+            params=[run_id, *params],
         ).collect()
     return {**summarize(session, settings, run_id), "batches_checked": len(checked)}
 
