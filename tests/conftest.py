@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,9 @@ def start_stack(
     home: Path, env_overrides: dict[str, str] | None = None, history_hours: int = 12, **mock_overrides
 ):
     """A started LocalStack whose mock clock is frozen half an hour after the data set's anchor."""
-    from api2snow_cli.local.mock_apis.server import MockApiConfig
-    from api2snow_cli.local.stack import LocalStack, StackOptions
+    from api2snow_cli.local.stack import start_frozen_stack
 
-    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    mock = MockApiConfig(
-        seed=7,
-        anchor=anchor,
-        clock_start=anchor + timedelta(minutes=30),
-        follow_real_time=False,
-        history_hours=history_hours,
-        **mock_overrides,
-    )
-    options = StackOptions(home=home, mock=mock, env_overrides=dict(env_overrides or {}))
-    return LocalStack(options).start()
+    return start_frozen_stack(home, env_overrides, history_hours, **mock_overrides)
 
 
 @pytest.fixture(scope="module")

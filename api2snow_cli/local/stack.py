@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +275,20 @@ class LocalStack:
         """CALL a procedure outside a graph run, as an analyst would."""
         assert self.dispatcher is not None
         return self.dispatcher.call(statement)
+
+
+def start_frozen_stack(
+    home: Path, env_overrides: dict[str, str] | None = None, history_hours: int = 12, **mock_overrides: Any
+) -> LocalStack:
+    """A started LocalStack in `home` whose mock clock is frozen half an hour after the data set's anchor
+    (the top of the current hour): what the tests and the benchmarks run on."""
+    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    mock = MockApiConfig(
+        seed=7,
+        anchor=anchor,
+        clock_start=anchor + timedelta(minutes=30),
+        follow_real_time=False,
+        history_hours=history_hours,
+        **mock_overrides,
+    )
+    return LocalStack(StackOptions(home=home, mock=mock, env_overrides=dict(env_overrides or {}))).start()
