@@ -53,6 +53,7 @@ import pytest
 import yaml
 from api2snow.loading import landings
 from api2snow.platform import copy_history_paths
+from api2snow.quality import analysed_sources
 from api2snow.sources import SOURCES
 
 from api2snow_cli.deploy import (
@@ -607,17 +608,20 @@ def test_the_analyst_role_calls_its_procedures_and_is_refused_writes(project, gr
     assert not json.loads(who[0]["SECONDARY"]).get("roles"), f"secondary roles are still on: {who}"
 
     summary = _call_result(_as_analyst(project, f"CALL {db}.OPS.BUILD_ANALYTICS()"))
-    assert set(summary) == {"daily_summary_rows"}, summary
+    assert set(summary) == {"daily_summary"}, summary
+    assert set(summary["daily_summary"]) == {"days_refreshed", "rows_changed"}, summary  # the days queued
     days = int(_as_analyst(project, f"SELECT COUNT(*) AS n FROM {db}.ANALYTICS.VW_DAILY_SUMMARY")[0]["N"])
-    assert days > 0 and int(summary["daily_summary_rows"]) == days, (
-        f"BUILD_ANALYTICS upserted {summary['daily_summary_rows']} rows; VW_DAILY_SUMMARY has {days}"
-    )
+    stored = int(_as_analyst(project, f"SELECT COUNT(*) AS n FROM {db}.ANALYTICS.ANL_DAILY_SUMMARY")[0]["N"])
+    assert days > 0 and stored == days, f"ANL_DAILY_SUMMARY has {stored} days; VW_DAILY_SUMMARY has {days}"
 
     dq = _call_result(_as_analyst(project, f"CALL {db}.OPS.RUN_DQ()"))
-    assert set(dq) == {"run_id", "checks", "passed", "failed_error", "failed_warn"}, dq
+    assert set(dq) == {"run_id", "checks", "passed", "failed_error", "failed_warn", "batches_checked"}, dq
     assert str(dq["run_id"]).startswith("manual-"), f"a CALL outside the graph took a graph run id: {dq}"
+    assert int(dq["checks"]) == 15 * len(analysed_sources()), dq  # the hourly per-source checks
+
+    full = _call_result(_as_analyst(project, f"CALL {db}.OPS.RECONCILE()"))  # the daily task's work
     checks = int(_as_analyst(project, f"SELECT COUNT(*) AS n FROM {db}.ANALYTICS.VW_DQ_CHECKS")[0]["N"])
-    assert checks > 0 and int(dq["checks"]) == checks, dq
+    assert checks > 0 and int(full["checks"]) == checks and not full["failed_error"], full
     assert int(dq["passed"]) + len(dq["failed_error"]) + len(dq["failed_warn"]) == checks, dq
     recorded = _as_analyst(
         project,
