@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -115,7 +116,8 @@ def _run_graph(stack: Any) -> GraphRunStatus:
             )
 
     stack.run_graph(on_event=on_event)
-    return graph_run_status(latest_run_rows(stack.session, f"{stack.database}.OPS.TASK_HISTORY"), stack.graph)
+    rows = latest_run_rows(stack.session, f"{stack.database}.OPS.TASK_HISTORY", stack.graph)
+    return graph_run_status(rows, stack.graph)
 
 
 def _summary(stack: Any) -> None:
@@ -179,6 +181,33 @@ def run() -> None:
     _run_once("run", summary=False)
 
 
+RECONCILE_EVERY_SECONDS = 86_400
+
+
+@app.command()
+def reconcile() -> None:
+    """Run the daily full-history reconciliation once on the local stack (PIPELINE.RECONCILE)."""
+    _refuse_if_running("reconcile")
+    stack = _start_stack()
+    try:
+        passed = _reconcile(stack)
+    finally:
+        stack.stop()
+    if not passed:
+        raise RuntimeError("reconciliation failed: see ANALYTICS.DQ_CHECK_RESULTS (api2snow sql)")
+
+
+def _reconcile(stack: Any) -> bool:
+    """One run of the RECONCILE task (merge what the hourly lookback misses, then the full checks)."""
+    run_id, runs = stack.run_graph(root="RECONCILE")
+    last = runs[-1]
+    if last.state == "SUCCEEDED":
+        console.print(f"reconciliation {run_id}: every full-history check passed")
+        return True
+    console.print(f"[red]reconciliation {run_id} {last.state}[/red]: {last.error}", highlight=False)
+    return False
+
+
 @app.command()
 def up(
     every_minutes: Annotated[
@@ -199,9 +228,13 @@ def up(
             f"files in {stack.warehouse.db_path}"
         )
         console.print("api2snow sql / status work from another terminal; Ctrl-C stops the stack")
+        reconciled = -math.inf
         while True:
             if every_minutes > 0:
                 print_graph(_run_graph(stack))
+                if time.monotonic() - reconciled >= RECONCILE_EVERY_SECONDS:  # daily, as the task is
+                    _reconcile(stack)
+                    reconciled = time.monotonic()
                 time.sleep(every_minutes * 60)
             else:
                 time.sleep(3600)
@@ -238,7 +271,7 @@ def status(
         graph = project_task_graph(project)
         database = project.env["database"].upper()
         with _warehouse_session() as session:
-            rows = latest_run_rows(session, f"{database}.OPS.TASK_HISTORY")
+            rows = latest_run_rows(session, f"{database}.OPS.TASK_HISTORY", graph)
             sources = source_progress(session.sql(source_progress_query(database)).collect())
         result = graph_run_status(rows, graph)
     if fmt == "json":

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from .history import latest_run_query
+from .history import latest_run_query, of_graph
 from .local.pipes import PipeDefinition, is_pipe_statement
-from .local.tasks import is_task_statement, project_task_graphs
+from .local.tasks import is_task_statement, project_task_graph, project_task_graphs
 from .project import (
     ADMIN_SQL,
     PROJECT_ROOT,
@@ -702,7 +702,8 @@ def task_history_query(project: Project) -> str:
         f"TABLE({database}.INFORMATION_SCHEMA.TASK_HISTORY(\n"
         "        SCHEDULED_TIME_RANGE_START => DATEADD('day', -7, CURRENT_TIMESTAMP()),\n"
         "        RESULT_LIMIT => 10000\n    ))",
-        f"database_name = '{database}' AND schema_name = 'PIPELINE'",
+        f"database_name = '{database}' AND schema_name = 'PIPELINE' "
+        f"AND {of_graph(project_task_graph(project))}",
     )
 
 

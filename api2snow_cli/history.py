@@ -71,9 +71,15 @@ WHERE graph_run_group_id = (SELECT graph_run_group_id FROM latest_run)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1"""
 
 
-def latest_run_rows(session: Any, history_source: str) -> list[Any]:
-    """The rows of `latest_run_query` on a Snowpark session (the local TASK_HISTORY table)."""
-    return session.sql(latest_run_query(history_source)).collect()
+def of_graph(graph: TaskGraph) -> str:
+    """A `latest_run_query` condition: the tasks of `graph` only (the hourly graph, not RECONCILE)."""
+    names = [task.short_name for task in graph.tasks.values()]
+    return f"name IN ({', '.join(repr(name) for name in names)})"
+
+
+def latest_run_rows(session: Any, history_source: str, graph: TaskGraph) -> list[Any]:
+    """The rows of `latest_run_query` for `graph` on a Snowpark session (the local TASK_HISTORY table)."""
+    return session.sql(latest_run_query(history_source, of_graph(graph))).collect()
 
 
 def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:

@@ -85,3 +85,12 @@ def test_sql_and_status_reach_a_running_up_stack_and_run_refuses(tmp_path):
         up.wait(timeout=60)
     assert up.returncode == 0
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_reconcile_runs_the_daily_task_and_status_still_shows_the_hourly_graph(home):
+    result = api2snow(home, "reconcile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every full-history check passed" in " ".join(result.stdout.split())  # rich wraps at 80 columns
+    status = json.loads(api2snow(home, "status", "--format", "json").stdout)
+    assert status["state"] == "SUCCEEDED"
+    assert len(status["tasks"]) == 8 + 2 * len(SOURCES)  # the hourly graph's run, not RECONCILE's
