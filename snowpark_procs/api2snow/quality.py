@@ -248,26 +248,28 @@ def _batch_stats(
         f"SELECT stg.{key} AS k, MAX(stg.{version}) AS v, COUNT(*) AS n FROM {view} AS stg "
         f"WHERE {delta.where()} GROUP BY stg.{key}"
     )
-    clean = f"(SELECT * FROM {table} AS tgt WHERE {bound})"
-    counts = ", ".join(
+    # CLEAN per key within the bound (the delta's key ranges), joined to the delta's keys: one read of each
+    per_key = ", ".join(
         [f"COUNT_IF(tgt.{f} IS NULL) AS null_{f}" for f in _required_fields()]
         + [
             f"COUNT_IF(tgt.{f} NOT IN ({', '.join(repr(v) for v in values)})) AS bad_{f}"
             for f, values in ACCEPTED_VALUES.items()
         ]
     )
+    clean = (
+        f"SELECT tgt.{key} AS k, COUNT(*) AS copies, MAX(tgt.{version}) AS v, {per_key} "
+        f"FROM {table} AS tgt WHERE {bound} GROUP BY tgt.{key}"
+    )
+    sums = ", ".join(
+        f"COALESCE(SUM(c.{name}), 0) AS {name}"
+        for name in [*(f"null_{f}" for f in _required_fields()), *(f"bad_{f}" for f in ACCEPTED_VALUES)]
+    )
     row = session.sql(
-        f"SELECT COUNT(*) AS clean_rows, COUNT(DISTINCT tgt.{key}) AS clean_ids, {counts} "
-        f"FROM {clean} AS tgt "
-        f"WHERE tgt.{key} IN (SELECT stg.{key} FROM {view} AS stg WHERE {delta.where()})"
+        f"SELECT SUM(delta.n) AS raw_rows, COUNT_IF(c.k IS NULL OR c.v < delta.v) AS unmerged, "
+        f"COALESCE(SUM(c.copies), 0) AS clean_rows, COUNT(c.k) AS clean_ids, {sums} "
+        f"FROM ({latest}) AS delta LEFT JOIN ({clean}) AS c ON c.k = delta.k"
     ).collect()[0]
-    reconcile = session.sql(
-        f"SELECT SUM(delta.n) AS raw_rows, "
-        f"COUNT_IF(tgt.{key} IS NULL OR tgt.{version} < delta.v) AS unmerged "
-        f"FROM ({latest}) AS delta LEFT JOIN {clean} AS tgt ON tgt.{key} = delta.k"
-    ).collect()[0]
-    stats = {name.lower(): int(value or 0) for name, value in row.as_dict().items()}
-    return {**stats, "raw_rows": int(reconcile["RAW_ROWS"] or 0), "unmerged": int(reconcile["UNMERGED"] or 0)}
+    return {name.lower(): int(value or 0) for name, value in row.as_dict().items()}
 
 
 def _freshness(session: Any, settings: Settings, source: Source) -> dict[str, Any]:
