@@ -91,7 +91,8 @@ class Delta:
     def where(self, alias: str = "stg") -> str:
         """The STG rows of these batches. Written out, not bound: it goes into a MERGE (see key_ranges); every
         value is the pipeline's own (a declared source name, batch ids minted by ingest, a timestamp)."""
-        since = loaded_since(min((b.started_at for b in self.batches if b.started_at), default=None), alias)
+        starts = [b.started_at for b in self.batches]
+        since = loaded_since(None if None in starts else min(starts), alias)  # unknown start: no bound
         ids = ", ".join(f"'{b.batch_id}'" for b in self.batches)
         return f"{alias}.source = '{self.target.source}' AND {since} AND {alias}.batch_id IN ({ids})"
 
