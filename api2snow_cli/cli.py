@@ -245,6 +245,9 @@ def up(
         stack.stop()
 
 
+WATCH_SECONDS = 2.0
+
+
 @app.command()
 def status(
     fmt: FormatOption = "table",
@@ -261,24 +264,39 @@ def status(
         "dev"
     ),
     assignments: SetOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help=f"follow a running graph: redraw every {WATCH_SECONDS:g} s until it ends"
+        ),
+    ] = False,
 ) -> None:
-    """The latest graph run as the graph's tree (state, duration, return value and error per task), and
-    where each source stands: current, or catching up a backlog (how far it got, how much is left)."""
-    if connection:
-        result, sources = _snowflake_status(connection, env, assignments)
-    else:
-        project = Project.load()
-        graph = project_task_graph(project)
-        database = project.env["database"].upper()
-        with _warehouse_session() as session:
-            rows = latest_run_rows(session, f"{database}.OPS.TASK_HISTORY", graph)
-            sources = source_progress(session.sql(source_progress_query(database)).collect())
-        result = graph_run_status(rows, graph)
-    if fmt == "json":
-        print_json({**result.to_dict(), "sources": [s.to_dict() for s in sources]})
-    else:
-        print_graph(result)
-        print_sources(sources)
+    """The latest graph run as the graph's tree (state, duration, return value and error per task) and as a
+    timeline (which tasks ran side by side, where the time went), and where each source stands: current, or
+    catching up a backlog (how far it got, how much is left)."""
+    while True:
+        result, sources = _snowflake_status(connection, env, assignments) if connection else _local_status()
+        if watch and fmt != "json":
+            console.clear()
+        if fmt == "json":
+            print_json({**result.to_dict(), "sources": [s.to_dict() for s in sources]})
+        else:
+            print_graph(result)
+            print_sources(sources)
+        if not watch or result.state != "EXECUTING":
+            return
+        time.sleep(WATCH_SECONDS)
+
+
+def _local_status() -> tuple[GraphRunStatus, list[Any]]:
+    """The latest hourly graph run and the sources' progress, from the local warehouse."""
+    project = Project.load()
+    graph = project_task_graph(project)
+    database = project.env["database"].upper()
+    with _warehouse_session() as session:
+        rows = latest_run_rows(session, f"{database}.OPS.TASK_HISTORY", graph)
+        sources = source_progress(session.sql(source_progress_query(database)).collect())
+    return graph_run_status(rows, graph), sources
 
 
 @app.command()

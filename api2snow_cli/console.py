@@ -78,6 +78,31 @@ def print_graph(status: GraphRunStatus) -> None:
         extra = f" [dim](after {', '.join(task.after[1:])} too)[/dim]" if len(task.after) > 1 else ""
         nodes[task.name] = (parent or tree).add(_label(task) + extra)
     console.print(tree)
+    console.print(timeline(status))
+
+
+def timeline(status: GraphRunStatus, width: int = 48) -> Table:
+    """The run as bars on one time axis: when each task started and how long it took, so the tasks that ran
+    side by side and the ones the time went to stand out. A task still running gets an open bar."""
+    ran = [t for t in status.tasks if t.started_s is not None]
+    span = max((t.started_s + (t.duration_s or 0.0) for t in ran), default=0.0) or 1.0
+    table = Table(title=f"timeline ({span:.1f} s)", show_lines=False, box=None, pad_edge=False)
+    for column, justify in (("task", "left"), ("start", "right"), ("s", "right"), ("", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for task in status.tasks:
+        table.add_row(task.name, *_timeline_cells(task, span, width))
+    return table
+
+
+def _timeline_cells(task: Any, span: float, width: int) -> tuple[str, str, str]:
+    if task.started_s is None:
+        return "", "", f"[dim]{task.state.lower().replace('_', ' ')}[/dim]"
+    begin = round(task.started_s / span * width)
+    length = max(1, round((task.duration_s or 0.0) / span * width))
+    style = STATE_STYLE.get(task.state, "white")
+    bar = " " * begin + f"[{style}]" + ("█" * length if task.duration_s is not None else "▶") + f"[/{style}]"
+    duration = f"{task.duration_s:.1f}" if task.duration_s is not None else "…"
+    return f"{task.started_s:.1f}", duration, bar
 
 
 def print_sources(sources: list[Any]) -> None:

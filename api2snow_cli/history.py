@@ -21,6 +21,7 @@ class TaskStatus:
     error: str | None
     attempt: int
     after: list[str]
+    started_s: float | None = None  # seconds from the run's first task start to this task's start
 
 
 @dataclass
@@ -84,6 +85,8 @@ def latest_run_rows(session: Any, history_source: str, graph: TaskGraph) -> list
 
 def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
     by_name = {row["NAME"].upper(): row for row in rows}
+    starts = [row["QUERY_START_TIME"] for row in rows if row["QUERY_START_TIME"]]
+    first_start = min(starts) if starts else None
     tasks = []
     ordered = graph.order() + ([graph.finalizer] if graph.finalizer else [])
     for task in ordered:
@@ -101,6 +104,7 @@ def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
                 attempt=int(row["ATTEMPT_NUMBER"]) if row is not None else 0,
                 after=[a.rsplit(".", 1)[-1] for a in task.after]
                 or ([task.finalize.rsplit(".", 1)[-1]] if task.finalize else []),
+                started_s=_since(first_start, row["QUERY_START_TIME"] if row is not None else None),
             )
         )
     first = rows[0] if rows else None
@@ -110,6 +114,10 @@ def graph_run_status(rows: list[Any], graph: TaskGraph) -> GraphRunStatus:
         scheduled_time=str(first["SCHEDULED_TIME"]) if first else None,
         tasks=tasks,
     )
+
+
+def _since(first: Any, moment: Any) -> float | None:
+    return round((moment - first).total_seconds(), 3) if first is not None and moment else None
 
 
 def _graph_state(task_states: set[str]) -> str:

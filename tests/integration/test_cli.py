@@ -94,3 +94,12 @@ def test_reconcile_runs_the_daily_task_and_status_still_shows_the_hourly_graph(h
     status = json.loads(api2snow(home, "status", "--format", "json").stdout)
     assert status["state"] == "SUCCEEDED"
     assert len(status["tasks"]) == 8 + 2 * len(SOURCES)  # the hourly graph's run, not RECONCILE's
+
+
+def test_status_draws_the_run_as_a_timeline_and_watch_ends_with_a_finished_run(home):
+    result = api2snow(home, "status", "--watch")  # the run has ended: one drawing, then the exit
+    assert result.returncode == 0, result.stderr
+    assert "timeline (" in result.stdout and "█" in result.stdout
+    assert all(name in result.stdout for name in ("INGEST_API_A", "WAIT_FOR_LOAD", "FINALIZE"))
+    status = json.loads(api2snow(home, "status", "--format", "json").stdout)
+    assert all(t["started_s"] is not None and t["started_s"] >= 0 for t in status["tasks"])
