@@ -20,6 +20,9 @@ from .sources.entities import ANALYSED_ENTITY, SUMMARY_CAMERA_COLUMNS, SUMMARY_D
 from .sqltime import UTC_NOW, loaded_since
 
 log = logging.getLogger(__name__)
+# Past this many runs of consecutive days for one source, BUILD_ANALYTICS refreshes the source's every day in
+# one statement instead of one statement per run.
+MAX_DAY_RUNS = 32
 
 
 @dataclass(frozen=True)
@@ -264,15 +267,24 @@ def summary_days_predicate(source: str | None, first: Any = None, last: Any = No
     """`alias.source = 'src' AND alias.event_date BETWEEN 'd1' AND 'd2'`, one run of consecutive days of one
     source, so each statement's scans of CLEAN are pruned to those days (the view groups by CLEAN's stored
     EVENT_DATE, so the filter reaches them; an OR of several runs would not reach the view's second read of
-    CLEAN); TRUE for every day of every source (`source` None). Written out (it goes into a MERGE): a declared
-    source name and dates only."""
+    CLEAN); every day of the source without `first`, of every source without `source`. Written out (it goes
+    into a MERGE): a declared source name and dates only."""
     if source is None:
         return "TRUE"
     prefix = f"{alias}." if alias else ""
+    chosen = f"{prefix}source = '{SOURCES[source].name}'"
+    if first is None:
+        return chosen  # every day of the source
     return (
-        f"{prefix}source = '{SOURCES[source].name}' AND {prefix}event_date "
-        f"BETWEEN '{first.isoformat()}'::DATE AND '{last.isoformat()}'::DATE"
+        f"{chosen} AND {prefix}event_date BETWEEN '{first.isoformat()}'::DATE AND '{last.isoformat()}'::DATE"
     )
+
+
+def _runs_or_all(dates: list[Any]) -> list[tuple[Any, Any]]:
+    """The runs of consecutive days, or one run of every day (None, None) when there are more than
+    MAX_DAY_RUNS (a backfill scattered over many days: one statement over the source beats hundreds)."""
+    runs = _day_runs(dates)
+    return runs if len(runs) <= MAX_DAY_RUNS else [(None, None)]
 
 
 def _day_runs(dates: list[Any]) -> list[tuple[Any, Any]]:
@@ -301,7 +313,7 @@ def _refresh_summary_rows(session: Any, settings: Settings, days: dict[str, set[
             (source, first, last)
             for source, dates in sorted(days.items())
             if source in SOURCES
-            for first, last in _day_runs(sorted(dates))
+            for first, last in _runs_or_all(sorted(dates))
         ]
     )
     for source, first, last in runs:

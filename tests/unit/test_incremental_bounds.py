@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from api2snow.layers import _day_runs, summary_days_predicate
+from api2snow.layers import MAX_DAY_RUNS, _day_runs, _runs_or_all, summary_days_predicate
 from api2snow.ledger import BatchRecord, by_id
 from api2snow.sqltime import LOAD_CLOCK_MARGIN, loaded_since
 
@@ -56,6 +56,12 @@ def test_the_queued_days_become_runs_of_consecutive_days_one_statement_each():
         "fresh.source = 'api_a' AND fresh.event_date BETWEEN '2026-11-01'::DATE AND '2026-11-03'::DATE"
     )
     assert summary_days_predicate(None) == "TRUE"  # every day of every source (a camera changed site)
+    assert summary_days_predicate("api_b", alias="summary") == "summary.source = 'api_b'"
+    scattered = [
+        date(2026, 1, 1) + (date(2026, 1, 3) - date(2026, 1, 1)) * n for n in range(MAX_DAY_RUNS + 1)
+    ]
+    assert _runs_or_all(scattered) == [(None, None)]  # one statement for the source, not one per day
+    assert len(_runs_or_all(scattered[:MAX_DAY_RUNS])) == MAX_DAY_RUNS
     with pytest.raises(KeyError):
         summary_days_predicate("not_a_source", date(2026, 11, 1), date(2026, 11, 1))
 
