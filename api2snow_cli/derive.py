@@ -37,10 +37,10 @@ from api2snow.sources.declaration import (
     check_declaration,
 )
 from api2snow.sources.entities import (
-    ACCEPTED_VALUES,
     ANALYSED_ENTITY,
     SUMMARY_DAY_COLUMN,
     SUMMARY_DAY_FIELD,
+    bad_value_counts,
 )
 
 from . import project
@@ -377,10 +377,7 @@ def raw_stats_union(sources: Sources) -> list[str]:
 def dq_accepted_values(sources: Sources) -> list[str]:
     """VW_DQ_CHECKS's `bad_<field>` counts, from entities.ACCEPTED_VALUES (the hourly checks use the same)."""
     del sources  # the same for every set of sources
-    return [
-        f"        COUNT_IF({field} NOT IN ({', '.join(repr(v) for v in values)})) AS bad_{field},"
-        for field, values in ACCEPTED_VALUES.items()
-    ]
+    return [f"        {count}," for count in bad_value_counts()]
 
 
 def dq_raw_union(sources: Sources) -> list[str]:

@@ -74,8 +74,8 @@ QUALIFY ROW_NUMBER() OVER (PARTITION BY name ORDER BY attempt_number DESC) = 1""
 
 def of_graph(graph: TaskGraph) -> str:
     """A `latest_run_query` condition: the tasks of `graph` only (the hourly graph, not RECONCILE)."""
-    names = [task.short_name for task in graph.tasks.values()]
-    return f"name IN ({', '.join(repr(name) for name in names)})"
+    names = ", ".join(f"'{task.short_name}'" for task in graph.tasks.values())
+    return f"name IN ({names})"
 
 
 def latest_run_rows(session: Any, history_source: str, graph: TaskGraph) -> list[Any]:

@@ -296,13 +296,6 @@ def start_stack(home: Path) -> Any:
     return start_frozen_stack(home, history_hours=1)
 
 
-def duckdb_instance(stack: Any) -> Any:
-    """The DuckDB connection under the stack's fakesnow warehouse (for bulk writes and the profiler)."""
-    from api2snow_cli.local.warehouse import duckdb_connection
-
-    return duckdb_connection(stack.warehouse)
-
-
 @dataclass(frozen=True)
 class Step:
     """One procedure call of a run: the graph task it is and the CALL it makes."""
@@ -481,12 +474,14 @@ def recluster(stack: Any) -> str:
 
 def measure_scale(events: int, days: int, options: Options, say: Callable[[str], None]) -> ScaleResult:
     """History of `events` over `days`, the full build, then the hourly runs, on a fresh stack."""
+    from api2snow_cli.local.warehouse import duckdb_connection
+
     home = Path(tempfile.mkdtemp(prefix="bench-warehouse-"))
     stack = start_stack(home)
     profiler: ScanProfiler | None = None
     runs = options.runs
     try:
-        duck = duckdb_instance(stack)
+        duck = duckdb_connection(stack.warehouse)  # the warehouse's DuckDB, for bulk writes and the profiler
         profiler = ScanProfiler(duck, stack.database, enabled=options.profile)
         steps = graph_steps(stack)
         end = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - WINDOW * runs - timedelta(minutes=2)

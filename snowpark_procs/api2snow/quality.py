@@ -18,17 +18,16 @@ from typing import Any
 from . import layers, ledger
 from .ledger import BatchRecord
 from .platform import is_graph_run
+from .reporting import RUN_DAYS
 from .settings import Settings
 from .sources import SOURCES, Source
-from .sources.entities import ACCEPTED_VALUES, ANALYSED_ENTITY, EVENT_FIELDS
+from .sources.entities import ACCEPTED_VALUES, ANALYSED_ENTITY, EVENT_FIELDS, bad_value_counts
 from .sqltime import UTC_NOW
 
 RESULT_COLUMNS = (
     "run_id, check_name, source, severity, observed_value, threshold, passed, details, checked_at"
 )
-# How far back the bounded reads of DQ_CHECK_RESULTS look: a graph run group (with its retries) is over
-# within hours; a manual VALIDATE_DQ judges the newest run of the last week.
-RUN_RESULTS_DAYS = 2
+# How far back a manual VALIDATE_DQ looks for the newest run's results (a run's own: reporting.RUN_DAYS).
 LATEST_RESULTS_DAYS = 7
 # freshness_event_minutes reads the events of this many recent days: a source whose newest event is older
 # fails the check (its threshold is one day) with no observed value.
@@ -250,11 +249,7 @@ def _batch_stats(
     )
     # CLEAN per key within the bound (the delta's key ranges), joined to the delta's keys: one read of each
     per_key = ", ".join(
-        [f"COUNT_IF(tgt.{f} IS NULL) AS null_{f}" for f in _required_fields()]
-        + [
-            f"COUNT_IF(tgt.{f} NOT IN ({', '.join(repr(v) for v in values)})) AS bad_{f}"
-            for f, values in ACCEPTED_VALUES.items()
-        ]
+        [f"COUNT_IF(tgt.{f} IS NULL) AS null_{f}" for f in _required_fields()] + bad_value_counts("tgt")
     )
     clean = (
         f"SELECT tgt.{key} AS k, COUNT(*) AS copies, MAX(tgt.{version}) AS v, {per_key} "
@@ -342,7 +337,7 @@ def summarize(session: Any, settings: Settings, run_id: str) -> dict[str, Any]:
     rows = session.sql(
         f"SELECT check_name, source, severity, passed, observed_value FROM "
         f"{settings.table('ANALYTICS.DQ_CHECK_RESULTS')} WHERE run_id = ? "
-        f"AND checked_at >= DATEADD('day', {-RUN_RESULTS_DAYS}, {UTC_NOW}) ORDER BY check_name, source",
+        f"AND checked_at >= DATEADD('day', {-RUN_DAYS}, {UTC_NOW}) ORDER BY check_name, source",
         params=[run_id],
     ).collect()
     failed = [r for r in rows if not r["PASSED"]]

@@ -13,8 +13,8 @@ from .sqltime import UTC_NOW
 log = logging.getLogger(__name__)
 LEDGER_METRICS = ("fetched", "staged", "rejected", "duplicates")
 HTTP_METRICS = ("requests", "retries", "throttled_429")
-# A graph run group, its auto-retries included, is over within hours: its ledger rows and its PIPELINE_RUNS
-# row are read within this many days, which keeps the reads bounded as the tables grow.
+# A graph run group, its auto-retries included, is over within hours: its ledger rows, its PIPELINE_RUNS row
+# and its DQ results are read within this many days, which keeps the reads bounded as the tables grow.
 RUN_DAYS = 2
 
 

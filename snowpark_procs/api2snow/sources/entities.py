@@ -37,6 +37,18 @@ ACCEPTED_VALUES = {
     "event_type": ("detection", "motion", "line_crossing", "tamper"),
 }
 
+
+def bad_value_counts(alias: str = "") -> list[str]:
+    """`COUNT_IF(<field> NOT IN (...)) AS bad_<field>` per ACCEPTED_VALUES field: what the hourly and the
+    full-history DQ checks count (`alias.` before each column when given)."""
+    prefix = f"{alias}." if alias else ""
+    counts = []
+    for field, values in ACCEPTED_VALUES.items():
+        accepted = ", ".join(f"'{value}'" for value in values)
+        counts.append(f"COUNT_IF({prefix}{field} NOT IN ({accepted})) AS bad_{field}")
+    return counts
+
+
 CAMERA_FIELDS = (
     Field("camera_id", "str"),
     Field("site_id", "str"),
