@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from .history import GraphRunStatus
+from .history import GraphRunStatus, parsed_return_value
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,22 +57,46 @@ def _label(task: Any) -> str:
     attempt = f" (attempt {task.attempt})" if task.attempt > 1 else ""
     text = f"[bold]{task.name}[/bold] [{style}]{task.state}[/{style}]{duration}{attempt}"
     if task.error:
-        text += f"\n  [red]{task.error}[/red]"
+        text += f"\n  [red]{escape(task.error)}[/red]"
     elif task.return_value:
-        value = task.return_value if len(task.return_value) <= 160 else task.return_value[:157] + "..."
-        text += f"\n  [dim]{value}[/dim]"
+        text += f"\n  [dim]{escape(describe_value(task.return_value))}[/dim]"
     return text
+
+
+def describe_value(value: Any) -> str:
+    """A task's return value for people: `key value` pairs (nested keys joined with a dot, lists counted),
+    so the counts that matter are not lost in ids and quotes."""
+    parsed = parsed_return_value(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        return str(parsed)
+    return " · ".join(f"{key} {text}" for key, text in _pairs(parsed, "") if text != "")
+
+
+def _pairs(value: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if key in ("run_id", "batch_id") or item is None:
+            continue
+        if isinstance(item, dict):
+            pairs += _pairs(item, f"{name}.") if item else []
+        elif isinstance(item, list) and item:
+            short = all(isinstance(x, str) and len(x) < 40 for x in item) and len(item) <= 3
+            pairs.append((name, ", ".join(item) if short else f"{len(item)} items"))
+        else:
+            pairs.append((name, str(item)))
+    return pairs
 
 
 def print_graph(status: GraphRunStatus) -> None:
     """The graph as a tree: each task under its first predecessor; the finalizer under the root."""
     if status.run_id is None:
-        console.print("no graph run recorded yet: run `api2snow run` (or `api2snow demo`)")
+        console.print("No graph run yet: run `.venv/bin/api2snow run`")
         return
     style = STATE_STYLE.get(status.state, "white")
-    tree = Tree(
-        f"graph run {status.run_id} [{style}]{status.state}[/{style}] (scheduled {status.scheduled_time})"
-    )
+    note = f"scheduled {status.scheduled_time}"
+    note += "; in progress" if status.state == "EXECUTING" else ""
+    tree = Tree(f"graph run {status.run_id} [{style}]{status.state}[/{style}] ({note})", highlight=False)
     nodes: dict[str, Tree] = {}
     for task in status.tasks:
         parent = nodes.get(task.after[0]) if task.after else None
@@ -97,8 +122,8 @@ def timeline(status: GraphRunStatus, width: int = 48) -> Table:
 def _timeline_cells(task: Any, span: float, width: int) -> tuple[str, str, str]:
     if task.started_s is None:
         return "", "", f"[dim]{task.state.lower().replace('_', ' ')}[/dim]"
-    begin = round(task.started_s / span * width)
-    length = max(1, round((task.duration_s or 0.0) / span * width))
+    begin = min(round(task.started_s / span * width), width - 1)  # a task started last still gets a column
+    length = min(max(1, round((task.duration_s or 0.0) / span * width)), width - begin)
     style = STATE_STYLE.get(task.state, "white")
     bar = " " * begin + f"[{style}]" + ("█" * length if task.duration_s is not None else "▶") + f"[/{style}]"
     duration = f"{task.duration_s:.1f}" if task.duration_s is not None else "…"
@@ -119,4 +144,5 @@ def print_sources(sources: list[Any]) -> None:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr (soft-wrapped: a script reads it whole)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)

@@ -70,7 +70,7 @@ _MARKER = "@@api2snow-secret:{}@@"
 _SECRET_MARKERS = {name: _MARKER.format(name) for name in SECRET_VARIABLES}  # stand-ins until piped to snow
 _MARKER_RE = re.compile(r"@@api2snow-secret:([a-z0-9_]+)@@")
 _CREATE_INTEGRATION = re.compile(
-    r"^CREATE\s+(?:STORAGE\s+|SECURITY\s+|EXTERNAL\s+ACCESS\s+)?INTEGRATION\s+IF\s+NOT\s+EXISTS\s+(\S+)",
+    r"^CREATE\s+(?:STORAGE\s+|SECURITY\s+|EXTERNAL\s+ACCESS\s+|NOTIFICATION\s+)?INTEGRATION\s+IF\s+NOT\s+EXISTS\s+(\S+)",
     re.IGNORECASE,
 )
 _PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning:|^\s*warnings\.warn\(")

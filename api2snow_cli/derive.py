@@ -707,22 +707,37 @@ def env_keys(sources: Sources) -> list[str]:
 
 
 def procedure_entities(sources: Sources) -> list[str]:
-    """One ingest procedure per source, with only its own external access integration and secret."""
+    """One ingest procedure per source, with only its own external access integration and secret; and for a
+    source read by time, its backfill procedure with the same (OPS.BACKFILL calls it for the analyst)."""
     lines = []
     for d in sources:
         secret_lines = [f"      {d.auth.secret}: {_secret(d)}"] if d.auth.kind != "none" else []
-        lines += [
-            f"  ingest_{d.name}:",
-            "    type: procedure",
-            f"    identifier: {{ name: INGEST_{d.upper}, schema: OPS, database: {DB} }}",
-            f"    handler: api2snow.procedures.ingest_{d.name}",
-            '    signature: ""',
+        access = [
             f"    external_access_integrations: [{_eai(d)}, API2SNOW_S3_EAI{SUFFIX}]",
             "    secrets:",
             *secret_lines,
             f"      aws_s3: {DB}.OPS.AWS_S3_SECRET",
             "    meta: { use_mixins: [pipeline_procedure] }",
         ]
+        lines += [
+            f"  ingest_{d.name}:",
+            "    type: procedure",
+            f"    identifier: {{ name: INGEST_{d.upper}, schema: OPS, database: {DB} }}",
+            f"    handler: api2snow.procedures.ingest_{d.name}",
+            '    signature: ""',
+            *access,
+        ]
+        if d.incremental:
+            lines += [
+                f"  backfill_{d.name}:",
+                "    type: procedure",
+                f"    identifier: {{ name: BACKFILL_{d.upper}, schema: OPS, database: {DB} }}",
+                f"    handler: api2snow.procedures.backfill_{d.name}",
+                "    signature:",
+                "      - { name: from_ts, type: string }",
+                "      - { name: to_ts, type: string }",
+                *access,
+            ]
     return lines
 
 

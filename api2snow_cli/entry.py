@@ -20,4 +20,12 @@ def main() -> None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # a broken install: one line too (API2SNOW_DEBUG=1 shows the traceback)
+        if os.environ.get("API2SNOW_DEBUG") == "1":
+            raise
+        print(
+            f"error: api2snow could not load ({type(exc).__name__}: {exc}); reinstall: make install",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     cli_main()

@@ -48,8 +48,13 @@ DECLARATIONS: tuple[SourceDeclaration, ...] = tuple(
     source.declaration  # type: ignore[attr-defined]
     for source in SOURCES.values()
 )
-# Template variables of external_access/ that are secret values, not env keys: every source's, then AWS's.
-SECRET_VARIABLES = (*(name for d in DECLARATIONS for name in secret_variables(d)), "aws_role_arn")
+# Template variables of external_access/ that are secret values, not env keys: every source's, the alert
+# webhook's (a Slack/Teams URL's secret path or a PagerDuty routing key), then AWS's.
+SECRET_VARIABLES = (
+    *(name for d in DECLARATIONS for name in secret_variables(d)),
+    "alert_webhook_secret",
+    "aws_role_arn",
+)
 # Template variable in external_access/ -> the env key whose URL it is the host[:port] of.
 HOST_VARIABLES = {host_variable(d): d.base_url_setting for d in DECLARATIONS}
 
@@ -114,10 +119,38 @@ class Procedure:
     arguments: tuple[Argument, ...]
     secrets: dict[str, str] = field(default_factory=dict)
     external_access_integrations: tuple[str, ...] = ()
+    returns: str = "variant"
 
     @property
     def fqn(self) -> str:
         return f"{self.database}.{self.schema}.{self.name}"
+
+    @property
+    def table_columns(self) -> tuple[str, ...]:
+        """The column names of `returns: table(NAME TYPE, ...)`, upper case; () for a scalar procedure."""
+        return tuple(name.upper() for name, _ in table_return_columns(self.returns))
+
+
+TABLE_RETURNS = re.compile(r"^\s*table\s*\((?P<columns>.*)\)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def table_return_columns(returns: str) -> list[tuple[str, str]]:
+    """(name, type) of a `table(NAME TYPE, ...)` return type; [] for any other type. Types such as
+    NUMBER(38, 0) keep their commas: a column starts at each comma outside parentheses."""
+    match = TABLE_RETURNS.match(returns or "")
+    if match is None:
+        return []
+    columns, depth, current = [], 0, ""
+    for char in match.group("columns") + ",":
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            name, _, kind = current.strip().partition(" ")
+            if name:
+                columns.append((name, kind.strip()))
+            current = ""
+        else:
+            current += char
+    return columns
 
 
 @dataclass
@@ -178,6 +211,7 @@ class Project:
                 ),
                 secrets=dict(entity.get("secrets") or {}),
                 external_access_integrations=tuple(entity.get("external_access_integrations") or ()),
+                returns=str(entity.get("returns") or "variant"),
             )
             found[proc.name] = proc
         return found

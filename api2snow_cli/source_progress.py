@@ -18,7 +18,7 @@ def source_progress_query(database: str) -> str:
     batches.fetched, batches.max_updated_at, batches.error_message
 FROM {database}.OPS.BATCH_LEDGER AS batches
 LEFT JOIN {database}.OPS.WATERMARKS AS wm ON wm.source = batches.source
-WHERE batches.status <> 'ABANDONED'
+WHERE batches.status <> 'ABANDONED' AND COALESCE(batches.kind, 'HOURLY') = 'HOURLY'
 QUALIFY ROW_NUMBER() OVER (PARTITION BY batches.source ORDER BY batches.started_at DESC) = 1
 ORDER BY batches.source"""
 

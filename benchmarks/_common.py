@@ -85,7 +85,7 @@ def ingest_settings(urls: dict[str, str], s3_endpoint: str, **overrides: Any) ->
         "api_a_base_url": urls["api_a"],
         "api_b_base_url": urls["api_b"],
         "api_c_base_url": urls["api_c"],
-        "part_max_mb": "64",
+        "part_max_mb": str(deployed_setting("part_max_mb")),
         # API A exchanges client credentials itself, as dlt's OAuth2ClientCredentials does (in Snowflake the
         # default is a token from the OAuth2 integration; the benchmark compares like with like).
         "api_a_auth": "client_credentials",
@@ -180,12 +180,27 @@ class BenchPlatform:
         return AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET)
 
 
-def bench_source(api: str, page_size: int) -> Any:
-    """The production source class with only `page_size` changed (the same value is given to dlt)."""
+def bench_source(api: str) -> Any:
+    """The production source, unchanged (its page size comes from the `<api>_page_size` setting)."""
     from api2snow.sources import get_source
 
-    base = type(get_source(api))
-    return type(f"Bench{base.__name__}", (base,), {"page_size": page_size})()
+    return get_source(api)
+
+
+def max_page_size(api: str) -> int:
+    """The largest page the source's API allows: the deployed default of `<api>_page_size`."""
+    return int(bench_source(api).declaration.max_page_size)
+
+
+def deployed_setting(name: str) -> Any:
+    """A setting's deployed value: snowflake.yml's env where it sets one, else the declared default."""
+    import yaml
+    from api2snow.settings import SETTINGS
+
+    from api2snow_cli.project import PROJECT_ROOT
+
+    env = yaml.safe_load((PROJECT_ROOT / "snowflake.yml").read_text())["env"]
+    return SETTINGS[name].parse(str(env[name])) if name in env else SETTINGS[name].default
 
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +213,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("stdlib_json"):  # as deployed: requirements.txt has no orjson, so jsonl uses json.dumps
         jsonl._orjson = None
 
-    source = bench_source(spec["api"], spec["page_size"])
+    source = bench_source(spec["api"])
     settings = Settings(database="BENCH", values=spec["settings"])
     since = datetime.fromisoformat(spec["since"]) if spec.get("since") else None
     out: dict[str, Any] = {}

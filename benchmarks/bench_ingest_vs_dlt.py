@@ -1,17 +1,22 @@
 """Throughput of our ingest path against dlt's rest_api source on the same mock API data.
 
 Ours: `api2snow.ingest._extract` exactly as the procedure runs it (ApiClient with rate limiter, retries and
-auth -> RecordProcessor normalise/validate/dedupe -> S3BatchWriter gzip JSONL parts on LocalS3/moto).
-"ours-stdlib" is the same with `api2snow.jsonl`'s optional orjson fast path switched off, as in Snowflake
-(requirements.txt does not ship orjson; this venv has it because dlt depends on it).
+auth -> RecordProcessor normalise/validate/dedupe -> S3BatchWriter gzip JSONL parts streamed to LocalS3/moto),
+with the deployed settings (part_max_mb from snowflake.yml, the source's default page size: the largest its
+API allows). Two variants:
+- "deployed": as in Snowflake, where the procedures get no orjson (requirements.txt does not ship it; see
+  benchmarks/README.md for why), so `api2snow.jsonl` uses the standard library;
+- "orjson": the same with orjson importable (this venv has it because dlt depends on it).
 dlt: `rest_api_source` with the same endpoint, auth, paginator and page size, `add_map` with the very same
 `normalize` function, destination `filesystem` (local folder) with jsonl files (gzip, dlt's default).
+fetch: the floor, in the same run: the same pages with plain requests + json.loads, nothing else.
 
-Rate limits are switched off on both sides. By default the mock server memoises its data set (see
-`_common.start_mock_apis`) so that the mock's own per-record cost (~55 us) does not hide the tools' cost;
-`--no-page-cache` measures against the cold mock instead. Every run is a fresh child process.
+Rate limits are switched off on both sides. The mock server memoises its data set (see
+`_common.start_mock_apis`) so that the mock's own per-record cost does not hide the tools' cost;
+`--no-page-cache` measures against the cold mock instead. Every run is a fresh child process, and the tools
+take turns (fetch, deployed, orjson, dlt, then again), so drift on a noisy machine hits each of them.
 
-    .venv/bin/python benchmarks/bench_ingest_vs_dlt.py [--records 50000] [--runs 3] [--apis api_b,api_a]
+    .venv/bin/python benchmarks/bench_ingest_vs_dlt.py [--records 200000,1000000] [--runs 3] [--apis api_a]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import _common as c
 
 EVENTS_PER_HOUR = 20_000  # history_hours follows from --records (each event is served once, latest version)
+WORKER_TIMEOUT_S = 1800  # dlt at 1M records on a loaded 2-core machine
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -38,7 +44,7 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
     from dlt.sources.rest_api import rest_api_source
 
     api, page_size, settings = spec["api"], spec["page_size"], spec["settings"]
-    normalize = c.bench_source(api, page_size).normalize  # the same field mapping as ours
+    normalize = c.bench_source(api).normalize  # the same field mapping as ours
     base_url = settings[f"{api}_base_url"]
     if api == "api_b":
         client = {
@@ -81,21 +87,43 @@ def run_dlt(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_fetch_only(spec: dict[str, Any]) -> dict[str, Any]:
-    """Floor: the same pages with plain requests + json, no processing or writing (B only: no OAuth)."""
+    """Floor: the same pages with plain requests + json.loads, no processing or writing."""
     import requests
 
-    url = spec["settings"]["api_b_base_url"] + "/api/v2/detections"
+    api, settings, page_size = spec["api"], spec["settings"], spec["page_size"]
+    base = settings[f"{api}_base_url"]
+
+    def run_b(http: requests.Session) -> int:
+        got, offset = 0, 0
+        while True:
+            params = {"offset": offset, "limit": page_size}
+            payload = http.get(
+                f"{base}/api/v2/detections", params=params, headers={"X-API-Key": "demo-key"}, timeout=60
+            ).json()
+            got += len(payload["items"])
+            offset += len(payload["items"])
+            if not payload["items"] or offset >= payload["total"]:
+                return got
+
+    def run_a(http: requests.Session) -> int:
+        token = http.post(
+            f"{base}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("demo-client", "demo-secret"),
+            timeout=60,
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        got, params = 0, {"limit": page_size}
+        while True:
+            payload = http.get(f"{base}/v1/events", params=params, headers=headers, timeout=60).json()
+            got += len(payload["data"])
+            if not payload.get("next_cursor"):
+                return got
+            params = {"limit": page_size, "cursor": payload["next_cursor"]}
 
     def run() -> int:
-        got, offset = 0, 0
         with requests.Session() as http:
-            while True:
-                params = {"offset": offset, "limit": spec["page_size"]}
-                payload = http.get(url, params=params, headers={"X-API-Key": "demo-key"}, timeout=60).json()
-                got += len(payload["items"])
-                offset += len(payload["items"])
-                if not payload["items"] or offset >= payload["total"]:
-                    return got
+            return run_a(http) if api == "api_a" else run_b(http)
 
     return c.measure(run)
 
@@ -105,100 +133,86 @@ def run_fetch_only(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=50_000, help="approximate records per API")
-    parser.add_argument("--runs", type=int, default=3, help="runs per tool and API (interleaved)")
-    parser.add_argument("--page-size", type=int, default=500, help="the same for both tools (API max 500)")
-    parser.add_argument("--apis", default="api_b,api_a")
+    parser.add_argument("--records", default="200000,1000000", help="records per API, comma-separated sizes")
+    parser.add_argument("--runs", type=int, default=3, help="runs per tool, API and size (interleaved)")
+    parser.add_argument("--apis", default="api_a", help="api_a and/or api_b")
     parser.add_argument("--no-page-cache", action="store_true", help="measure against the cold mock server")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.records.split(",") if n.strip()]
     apis_wanted = [a.strip() for a in args.apis.split(",") if a.strip()]
-    history_hours = args.records / EVENTS_PER_HOUR
-
-    print(f"bench_ingest_vs_dlt {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
     started = time.perf_counter()
-    mocks = c.start_mock_apis(
-        history_hours=history_hours,
-        events_per_hour_a=EVENTS_PER_HOUR,
-        events_per_hour_b=EVENTS_PER_HOUR,
-        rate_limits={"api_a": 0, "api_b": 0},
-        page_cache=not args.no_page_cache,
-    )
-    s3 = c.start_s3()
-    try:
-        # The client-side limiter reads <source>_rate_limit_per_min: far above what a run needs.
-        settings = c.ingest_settings(
-            mocks.urls,
-            s3.endpoint_url,
-            api_a_rate_limit_per_min=1_000_000,
-            api_b_rate_limit_per_min=1_000_000,
-        )
-        counts = {api: c.record_count(mocks, api) for api in apis_wanted}
-        cache = "off" if args.no_page_cache else "on"
-        print(
-            f"records served: {counts}, page size {args.page_size}, server page cache {cache}, "
-            f"setup {time.perf_counter() - started:.1f}s"
-        )
-        base = {"page_size": args.page_size, "settings": settings}
-        if "api_b" in apis_wanted:
-            # Cold pass: fills the page cache (when on) and shows what the mock itself costs per record.
-            cold = c.run_worker(__file__, {**base, "tool": "fetch", "api": "api_b"})
-            warm = c.run_worker(__file__, {**base, "tool": "fetch", "api": "api_b"})
-            print(
-                f"fetch-only floor (requests + json, no processing), api_b: first pass "
-                f"{cold['records'] / cold['seconds']:,.0f} rec/s, second pass "
-                f"{warm['records'] / warm['seconds']:,.0f} rec/s"
-            )
+    print(f"bench_ingest_vs_dlt {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
+    for size in sizes:
         for api in apis_wanted:
-            if api == "api_a" and not args.no_page_cache:
-                c.run_worker(__file__, {**base, "tool": "ours", "api": api})  # warm the cache for A's pages
-            results: dict[str, list[dict[str, Any]]] = {"ours": [], "ours-stdlib": [], "dlt": []}
-            for _ in range(args.runs):
-                for label in results:  # interleaved, so drift on a noisy machine hits every tool
-                    tool = "dlt" if label == "dlt" else "ours"
-                    spec = {**base, "tool": tool, "api": api, "stdlib_json": label == "ours-stdlib"}
-                    results[label].append(c.run_worker(__file__, spec))
-            report(api, results)
-    finally:
-        s3.stop()
-        mocks.stop()
+            bench_one(api, size, args.runs, page_cache=not args.no_page_cache)
     print(f"total {time.perf_counter() - started:.0f}s")
     return 0
 
 
-def report(api: str, results: dict[str, list[dict[str, Any]]]) -> None:
-    print(f"\n== {api}")
-    summary: dict[str, dict[str, float]] = {}
-    for tool, runs in results.items():
-        rates = [r["records"] / r["seconds"] for r in runs]
-        cpu_rates = [r["records"] / r["cpu_s"] for r in runs]
-        summary[tool] = {
-            "best": max(rates),
-            "median": c.median(rates),
-            "cpu_best": max(cpu_rates),
-            "cpu_median": c.median(cpu_rates),
+def bench_one(api: str, records: int, runs: int, page_cache: bool) -> None:
+    """One API at one size: every tool `runs` times, interleaved, against one mock data set."""
+    started = time.perf_counter()
+    mocks = c.start_mock_apis(
+        history_hours=records / EVENTS_PER_HOUR,
+        events_per_hour_a=EVENTS_PER_HOUR if api == "api_a" else 1,
+        events_per_hour_b=EVENTS_PER_HOUR if api == "api_b" else 1,
+        rate_limits={"api_a": 0, "api_b": 0},
+        page_cache=page_cache,
+    )
+    s3 = c.start_s3()
+    try:
+        # The client-side limiter reads <source>_rate_limit_per_min: far above what a run needs.
+        settings = c.ingest_settings(mocks.urls, s3.endpoint_url, **{f"{api}_rate_limit_per_min": 1_000_000})
+        page_size = c.max_page_size(api)  # ours asks for it by default; dlt and the floor are given it
+        base = {"api": api, "page_size": page_size, "settings": settings}
+        print(
+            f"\n== {api}: {c.record_count(mocks, api):,} records, page size {page_size}, part_max_mb "
+            f"{settings['part_max_mb']}, server page cache {'on' if page_cache else 'off'}, "
+            f"setup {time.perf_counter() - started:.1f}s"
+        )
+        if page_cache:  # a first pass renders every page once: after it, each tool reads the same warm pages
+            c.run_worker(__file__, {**base, "tool": "fetch"}, timeout_s=WORKER_TIMEOUT_S)
+        variants = {
+            "fetch": {"tool": "fetch"},
+            "deployed": {"tool": "ours", "stdlib_json": True},
+            "orjson": {"tool": "ours"},
+            "dlt": {"tool": "dlt"},
         }
+        results: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+        for _ in range(runs):
+            for label, spec in variants.items():  # interleaved
+                results[label].append(c.run_worker(__file__, {**base, **spec}, timeout_s=WORKER_TIMEOUT_S))
+        report(results)
+    finally:
+        s3.stop()
+        mocks.stop()
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
+    """Per tool: records/s (median, best), client CPU, peak RSS; then ratios to dlt and to the floor."""
+    rates = {tool: [r["records"] / r["seconds"] for r in runs] for tool, runs in results.items()}
+    for tool, runs in results.items():
         last = runs[-1]
         extra = ""
-        if tool != "dlt":
+        if tool in ("deployed", "orjson"):
             extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, {last['counts']}"
+        cpu = c.median([r["records"] / r["cpu_s"] for r in runs])
         print(
-            f"{tool:>11}: records {last['records']:,}  wall rec/s best {max(rates):,.0f} median "
-            f"{c.median(rates):,.0f}  (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+            f"{tool:>9}: {last['records']:,} records, rec/s median {c.median(rates[tool]):,.0f} best "
+            f"{max(rates[tool]):,.0f} (runs {', '.join(f'{r:,.0f}' for r in rates[tool])}); rec per client "
+            f"CPU-s {cpu:,.0f}; peak RSS {max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}"
         )
+    # Ratios per round (each round's tools ran back to back), then their median: drift cancels out.
+    for tool in ("deployed", "orjson"):
+        vs_dlt = [ours / dlt for ours, dlt in zip(rates[tool], rates["dlt"], strict=True)]
+        of_floor = [ours / floor for ours, floor in zip(rates[tool], rates["fetch"], strict=True)]
         print(
-            f"{'':>13}rec per client-CPU-s best {max(cpu_rates):,.0f} median {c.median(cpu_rates):,.0f}; "
-            f"RSS before run {c.median([r['rss_baseline_mb'] for r in runs]):.0f} MB, peak "
-            f"{max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}"
+            f"{tool:>9}: {c.median(vs_dlt):.2f}x dlt (rounds {', '.join(f'{r:.2f}' for r in vs_dlt)}); "
+            f"{c.median(of_floor):.2f} of the fetch-only floor "
+            f"(rounds {', '.join(f'{r:.2f}' for r in of_floor)})"
         )
-    dlt = summary["dlt"]
-    for tool in ("ours", "ours-stdlib"):
-        ours = summary[tool]
-        print(
-            f"ratio {tool}/dlt  wall rec/s: best {ours['best'] / dlt['best']:.2f}x, median "
-            f"{ours['median'] / dlt['median']:.2f}x; per client CPU-s: best "
-            f"{ours['cpu_best'] / dlt['cpu_best']:.2f}x, "
-            f"median {ours['cpu_median'] / dlt['cpu_median']:.2f}x"
-        )
+    dlt_floor = [dlt / floor for dlt, floor in zip(rates["dlt"], rates["fetch"], strict=True)]
+    print(f"      dlt: {c.median(dlt_floor):.2f} of the fetch-only floor")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Does our client use an API's rate limit to the last request without a 429?
+"""Does our client use an API's rate limit to the last request and record, without a 429?
+
+Under a rate limit, what a run can fetch is requests x records per request. The figure that counts is
+records a minute at the server-enforced limit, as a fraction of limit x the largest page the API allows.
 
 API A's mock limit is scaled down to `--limit` requests per 60 s (the mock's sliding window is 60 s, and
 `api2snow.ingest.api_client` builds its RateLimiter with 60 s too), and the client is told the same limit
-through `api_a_rate_limit_per_min`. The extract needs `--pages` pages (default 2 x limit), so it must
-cross one window boundary. Run as the procedure runs it (`_extract` in a child process); the server
-records when each request arrived and whether it was let through.
+through `api_a_rate_limit_per_min`; the page size is the deployed default (the largest the API allows). The
+extract needs `--pages` full pages (default 2 x limit + 1, so it crosses two window boundaries and its last
+request opens a third window). Run as the procedure runs it (`_extract` in a child process); the server
+records when each request arrived and whether it was let through. Records a minute are measured between the
+first and the last request: the records of every request but the last, over that span.
 
 With `--back-to-back`, a second extract starts right after the first, as a task retried at once or a manual
 CALL during a scheduled run would: its limiter starts empty although the server's window is not.
@@ -22,7 +27,7 @@ from typing import Any
 
 import _common as c
 
-PAGE_SIZE = 100  # ApiA.page_size, unchanged
+PAGE_SIZE = c.max_page_size("api_a")  # what the source asks for by default
 EVENTS_PER_HOUR = 3600  # one event a second: history_hours gives the record count exactly
 
 
@@ -55,7 +60,8 @@ def max_in_window(times: list[float], window_s: float = 60.0) -> int:
 
 def describe(
     label: str, log: list[tuple[float, bool]], t0: float, limit: int, result: dict[str, Any]
-) -> None:
+) -> float | None:
+    """Print what the server saw; return records a minute as a fraction of limit x largest page."""
     accepted = [t for t, ok in log if ok]
     rejected = [t for t, ok in log if not ok]
     http = result["http"]
@@ -66,7 +72,7 @@ def describe(
         f"client waited {http['waited_s']:.1f}s, retries {http['retries']:.0f}"
     )
     if not accepted:
-        return
+        return None
     peak = max_in_window(accepted)
     print(
         f"most requests in any 60 s window: {peak} of {limit} allowed "
@@ -87,15 +93,26 @@ def describe(
         )
     if rejected:
         print(f"429s at {', '.join(f'+{t - t0:.1f}s' for t in rejected)} from the start of the benchmark")
+    if len(accepted) < 2:
+        return None
+    per_request = result["records"] / len(accepted)  # full pages: every request brought PAGE_SIZE records
+    per_minute = 60 * (len(accepted) - 1) * per_request / (accepted[-1] - accepted[0])
+    fraction = per_minute / (limit * PAGE_SIZE)
+    print(
+        f"records a minute at the limit: {per_minute:,.0f} of {limit} x {PAGE_SIZE} = {limit * PAGE_SIZE:,} "
+        f"possible: {fraction:.3f} (target >= 0.95, with 0 responses 429)"
+    )
+    return fraction
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=20, help="requests per 60 s, server and client")
-    parser.add_argument("--pages", type=int, default=40, help="pages to fetch (> limit crosses a window)")
+    parser.add_argument("--pages", type=int, default=0, help="pages to fetch (default 2 x limit + 1)")
     parser.add_argument("--back-to-back", action="store_true", help="then run a second extract at once")
     args = parser.parse_args()
-    records = args.pages * PAGE_SIZE - PAGE_SIZE // 2  # a partial last page
+    args.pages = args.pages or 2 * args.limit + 1
+    records = args.pages * PAGE_SIZE  # full pages: records a request is the page size
 
     print(f"bench_rate_limit {c.now_utc():%Y-%m-%d %H:%M} UTC, python {sys.version.split()[0]}")
     mocks = c.start_mock_apis(
@@ -112,7 +129,7 @@ def main() -> int:
             f"api_a: {c.record_count(mocks, 'api_a'):,} records = {args.pages} pages of {PAGE_SIZE}; "
             f"limit {args.limit}/60 s on server and client"
         )
-        spec = {"tool": "ours", "api": "api_a", "page_size": PAGE_SIZE, "settings": settings}
+        spec = {"tool": "ours", "api": "api_a", "settings": settings, "stdlib_json": True}
         t0 = time.monotonic()
         first = c.run_worker(__file__, spec)
         describe("one extract", list(limiter.log), t0, args.limit, first)

@@ -154,3 +154,15 @@ COMMENT = 'api2snow: AWS credentials for writing to the landing bucket';
 --   USERNAME = '<aws access key id>'
 --   PASSWORD = '<aws secret access key>';
 -- Prefer CLOUD_PROVIDER_TOKEN: no long-lived key to rotate, and the role's trust policy pins this account.
+
+-- The secret part of the alert webhook (docs/DEPLOY.md): a Slack or Teams webhook URL's secret path, or a
+-- PagerDuty routing key. Only the webhook notification integration (external_access/02 part 2) reads it, in
+-- place of SNOWFLAKE_WEBHOOK_SECRET in its URL or body template; no procedure declares it.
+CREATE SECRET IF NOT EXISTS <% ctx.env.database %>.OPS.ALERT_WEBHOOK_SECRET
+TYPE = GENERIC_STRING
+SECRET_STRING = '<% alert_webhook_secret %>'
+COMMENT = 'api2snow: the secret part of the alert webhook';
+
+-- Rotates the alert webhook's secret to the value given to this deploy.
+ALTER SECRET <% ctx.env.database %>.OPS.ALERT_WEBHOOK_SECRET SET
+SECRET_STRING = '<% alert_webhook_secret %>';

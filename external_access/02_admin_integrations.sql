@@ -218,3 +218,36 @@ GRANT SELECT ON FUTURE VIEWS IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE 
 
 -- Analysts read every table created later in ANALYTICS.
 GRANT SELECT ON FUTURE TABLES IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE <% ctx.env.analyst_role %>;
+
+-- Alerts (the finalizer, notifications.py): a webhook to Slack, Microsoft Teams or PagerDuty. Snowflake puts
+-- OPS.ALERT_WEBHOOK_SECRET (external_access/01) where SNOWFLAKE_WEBHOOK_SECRET stands in the URL or the body
+-- template, and the message where SNOWFLAKE_WEBHOOK_MESSAGE stands (alert_webhook_url and
+-- alert_webhook_body_template in snowflake.yml's env; docs/DEPLOY.md has the Teams and PagerDuty forms).
+CREATE NOTIFICATION INTEGRATION IF NOT EXISTS API2SNOW_ALERTS_WEBHOOK<% ctx.env.eai_suffix %>
+TYPE = WEBHOOK
+ENABLED = TRUE
+WEBHOOK_URL = '<% ctx.env.alert_webhook_url %>'
+WEBHOOK_SECRET = <% ctx.env.database %>.OPS.ALERT_WEBHOOK_SECRET
+WEBHOOK_BODY_TEMPLATE = '<% ctx.env.alert_webhook_body_template %>'
+WEBHOOK_HEADERS = ('Content-Type' = 'application/json')
+COMMENT = 'api2snow: alerts of failed graph runs';
+
+-- Keeps the webhook integration pointed at this environment's URL, secret and body template.
+ALTER NOTIFICATION INTEGRATION API2SNOW_ALERTS_WEBHOOK<% ctx.env.eai_suffix %> SET
+ENABLED = TRUE
+WEBHOOK_URL = '<% ctx.env.alert_webhook_url %>'
+WEBHOOK_SECRET = <% ctx.env.database %>.OPS.ALERT_WEBHOOK_SECRET
+WEBHOOK_BODY_TEMPLATE = '<% ctx.env.alert_webhook_body_template %>'
+WEBHOOK_HEADERS = ('Content-Type' = 'application/json');
+
+-- Alerts by email, to the verified addresses of alert_email_recipients (none: the finalizer sends no email).
+CREATE NOTIFICATION INTEGRATION IF NOT EXISTS API2SNOW_ALERTS_EMAIL<% ctx.env.eai_suffix %>
+TYPE = EMAIL
+ENABLED = TRUE
+COMMENT = 'api2snow: alerts of failed graph runs, by email';
+
+-- The owner's finalizer sends through the webhook integration.
+GRANT USAGE ON INTEGRATION API2SNOW_ALERTS_WEBHOOK<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;
+
+-- The owner's finalizer sends through the email integration.
+GRANT USAGE ON INTEGRATION API2SNOW_ALERTS_EMAIL<% ctx.env.eai_suffix %> TO ROLE <% ctx.env.owner_role %>;

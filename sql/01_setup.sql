@@ -52,7 +52,11 @@ USING (
         ('api_c_base_url', '<% ctx.env.api_c_base_url %>'),
         ('api_d_base_url', '<% ctx.env.api_d_base_url %>'),
         -- api2snow:end pipeline_config
-        ('part_max_mb', '<% ctx.env.part_max_mb %>')
+        ('part_max_mb', '<% ctx.env.part_max_mb %>'),
+        ('alert_webhook_integration', 'API2SNOW_ALERTS_WEBHOOK<% ctx.env.eai_suffix %>'),
+        ('alert_email_integration', 'API2SNOW_ALERTS_EMAIL<% ctx.env.eai_suffix %>'),
+        ('alert_email_recipients', '<% ctx.env.alert_email_recipients %>'),
+        ('alert_on_warnings', '<% ctx.env.alert_on_warnings %>')
 ) AS incoming
     ON cfg.config_key = incoming.config_key
 WHEN MATCHED THEN
@@ -96,7 +100,8 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.BATCH_LEDGER (
     ERROR_MESSAGE STRING,
     COMPLETE BOOLEAN,
     REMAINING NUMBER,
-    DQ_RUN_ID STRING
+    DQ_RUN_ID STRING,
+    KIND STRING
 );
 
 -- Ledgers created by an earlier release: whether a batch read its source to the end (FALSE: it stopped at
@@ -109,6 +114,10 @@ ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS REM
 -- Ledgers created before the hourly checks became per batch: the graph run whose RUN_DQ checked the batch's
 -- rows (NULL: not checked yet; the next graph run's RUN_DQ checks it).
 ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS DQ_RUN_ID STRING;
+
+-- Ledgers created before OPS.BACKFILL: what started the batch, HOURLY (the graph's ingest; NULL in older rows)
+-- or BACKFILL (an analyst's re-read of a past window, which never moves the watermark).
+ALTER TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER ADD COLUMN IF NOT EXISTS KIND STRING;
 
 -- The (source, day) pairs of ANL_DAILY_SUMMARY a CLEAN merge changed and BUILD_ANALYTICS has not refreshed
 -- yet: the days the merged records fall on and the days an update moved them from. A row with a NULL source
@@ -136,4 +145,17 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_RUNS (
     TASKS_FAILED NUMBER,
     FIRST_ERROR STRING,
     FINISHED_AT TIMESTAMP_NTZ
+);
+
+-- One row per alert the finalizer sent or tried to send (notifications.py): a channel with a SENT row for a run
+-- group and kind does not send it again, and a failed send is kept here with its error.
+CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.OPS.PIPELINE_ALERTS (
+    RUN_ID STRING NOT NULL,
+    ALERT_KIND STRING NOT NULL,
+    CHANNEL STRING NOT NULL,
+    INTEGRATION STRING,
+    STATE STRING NOT NULL,
+    ERROR_MESSAGE STRING,
+    MESSAGE STRING,
+    SENT_AT TIMESTAMP_NTZ
 );

@@ -103,9 +103,9 @@ SELECT
 FROM <% ctx.env.database %>.RAW.API_D_EVENTS;
 -- api2snow:end raw_stats
 
--- How current each source is: newest event, newest update, newest RAW row, newest batch confirmed loaded
--- (an empty batch counts: it proves the pipeline ran), and their age in minutes. All naive UTC, measured
--- against now in UTC, never against the session's time zone.
+-- How current each source is: newest event, newest update, newest RAW row, newest hourly batch confirmed
+-- loaded (an empty batch counts: it proves the pipeline ran; a backfill's does not), and their age in
+-- minutes. All naive UTC, measured against now in UTC, never against the session's time zone.
 CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_DATA_FRESHNESS AS
 WITH loads AS (
     SELECT
@@ -119,7 +119,7 @@ batches AS (
         source,
         MAX(loaded_at) AS last_batch_loaded_at
     FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
-    WHERE status IN ('LOADED', 'MERGED')
+    WHERE status IN ('LOADED', 'MERGED') AND COALESCE(kind, 'HOURLY') = 'HOURLY'
     GROUP BY source
 ),
 
@@ -222,3 +222,41 @@ CREATE TABLE IF NOT EXISTS <% ctx.env.database %>.ANALYTICS.ANL_DAILY_SUMMARY (
     TOP_CATEGORY STRING,
     REFRESHED_AT TIMESTAMP_NTZ
 );
+
+-- Rejected records per source, UTC day of loading and reason, without the records themselves (they stay in RAW,
+-- which analysts cannot read): what the dashboard draws. The source is the `source=` part of the file's path.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_REJECTS_BY_REASON AS
+SELECT
+    payload:reason::STRING AS reason,
+    SPLIT_PART(SPLIT_PART(file_name, 'source=', 2), '/', 1) AS source,
+    CONVERT_TIMEZONE('UTC', loaded_at)::DATE AS loaded_date,
+    COUNT(*) AS rejected_count
+FROM <% ctx.env.database %>.RAW.REJECTED_RECORDS
+GROUP BY
+    payload:reason::STRING,
+    SPLIT_PART(SPLIT_PART(file_name, 'source=', 2), '/', 1),
+    CONVERT_TIMEZONE('UTC', loaded_at)::DATE;
+
+-- The batch ledger of the last 14 days as analysts and the dashboard may read it: every batch of every source
+-- with what started it (KIND: HOURLY, the graph's ingest, or BACKFILL, OPS.BACKFILL's re-read of WINDOW_START
+-- to WINDOW_END), its state, counts and times (naive UTC). ERROR_MESSAGE is redacted when it is written.
+CREATE OR REPLACE VIEW <% ctx.env.database %>.ANALYTICS.VW_PIPELINE_BATCHES AS
+SELECT
+    source,
+    batch_id,
+    status,
+    window_start,
+    window_end,
+    fetched,
+    staged,
+    rejected,
+    duplicates,
+    complete,
+    started_at,
+    staged_at,
+    loaded_at,
+    merged_at,
+    error_message,
+    COALESCE(kind, 'HOURLY') AS kind
+FROM <% ctx.env.database %>.OPS.BATCH_LEDGER
+WHERE started_at >= DATEADD('day', -14, CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP())::TIMESTAMP_NTZ);

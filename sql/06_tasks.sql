@@ -4,6 +4,7 @@
 -- RECONCILE (daily) is a graph of its own, declared last.
 -- TASK_AUTO_RETRY_ATTEMPTS: a failed run is retried as a new run in the same graph run group (same run id),
 -- from the tasks that failed; tasks that succeeded are not run again, the finalizer runs after each run.
+-- CONFIG carries the same task_retry_attempts, so the finalizer alerts on a failed run's last attempt only.
 -- Serverless tasks (no WAREHOUSE). Deploy suspends the root first and resumes the graph after with
 -- SYSTEM$TASK_DEPENDENTS_ENABLE.
 
@@ -11,8 +12,8 @@
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.ROOT
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     SCHEDULE = '<% ctx.env.task_schedule %>'
-    CONFIG = '{"env": "<% ctx.env.env_name %>"}'
-    TASK_AUTO_RETRY_ATTEMPTS = 2
+    CONFIG = '{"env": "<% ctx.env.env_name %>", "task_retry_attempts": <% ctx.env.task_retry_attempts %>}'
+    TASK_AUTO_RETRY_ATTEMPTS = <% ctx.env.task_retry_attempts %>
     SUSPEND_TASK_AFTER_NUM_FAILURES = 3
     USER_TASK_TIMEOUT_MS = 3600000
     COMMENT = 'api2snow: hourly root of the ingest graph'
@@ -145,7 +146,8 @@ CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.PUBLISH_METRICS
 AS
     CALL <% ctx.env.database %>.OPS.PUBLISH_METRICS();
 
--- Finalizer: records the graph run in OPS.PIPELINE_RUNS and raises an alert when any task failed.
+-- Finalizer: records the graph run in OPS.PIPELINE_RUNS and, when the run group failed, alerts through the
+-- notification integrations of external_access/02 (once, on its last attempt).
 CREATE OR ALTER TASK <% ctx.env.database %>.PIPELINE.FINALIZE
     USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE = 'XSMALL'
     COMMENT = 'api2snow: record the graph run, alert on failure'

@@ -46,6 +46,9 @@ GRANT SELECT ON TABLE <% ctx.env.database %>.OPS.PIPELINE_RUNS TO ROLE <% ctx.en
 -- Operator: run metrics.
 GRANT SELECT ON TABLE <% ctx.env.database %>.OPS.PIPELINE_METRICS TO ROLE <% ctx.env.operator_role %>;
 
+-- Operator: the alerts the finalizer sent, or failed to send.
+GRANT SELECT ON TABLE <% ctx.env.database %>.OPS.PIPELINE_ALERTS TO ROLE <% ctx.env.operator_role %>;
+
 -- Operator: the batch ledger, to follow a batch from staging to MERGE.
 GRANT SELECT ON TABLE <% ctx.env.database %>.OPS.BATCH_LEDGER TO ROLE <% ctx.env.operator_role %>;
 
@@ -64,6 +67,20 @@ GRANT SELECT ON ALL VIEWS IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE <% 
 -- Analyst: reads every table in ANALYTICS (ANL_DAILY_SUMMARY, DQ_CHECK_RESULTS).
 GRANT SELECT ON ALL TABLES IN SCHEMA <% ctx.env.database %>.ANALYTICS TO ROLE <% ctx.env.analyst_role %>;
 
+-- Analyst: sees the task graph's schema, for the run history below.
+GRANT USAGE ON SCHEMA <% ctx.env.database %>.PIPELINE TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst: reads the graph's run history (INFORMATION_SCHEMA.TASK_HISTORY: did the last runs pass, where the
+-- time went), as the dashboard shows it; MONITOR lets nobody run, suspend or change a task.
+GRANT MONITOR ON ALL TASKS IN SCHEMA <% ctx.env.database %>.PIPELINE TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst: opens the dashboard (snowflake.yml's streamlit entity, deployed by the step before this file). It
+-- runs with the owner's rights and reads only what the grants above let the analyst read.
+GRANT USAGE ON STREAMLIT <% ctx.env.database %>.ANALYTICS.API2SNOW_DASHBOARD TO ROLE <% ctx.env.analyst_role %>;
+
+-- Operator: opens the dashboard too.
+GRANT USAGE ON STREAMLIT <% ctx.env.database %>.ANALYTICS.API2SNOW_DASHBOARD TO ROLE <% ctx.env.operator_role %>;
+
 -- Analyst: sees OPS so the procedures below can be called; grants nothing on its tables or secrets.
 GRANT USAGE ON SCHEMA <% ctx.env.database %>.OPS TO ROLE <% ctx.env.analyst_role %>;
 
@@ -75,3 +92,12 @@ GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.RUN_DQ() TO ROLE <% ctx.env.
 
 -- Analyst procedure: reconcile RAW, CLEAN and ANALYTICS over the full history now (the daily task's work).
 GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.RECONCILE() TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst procedure: per source, freshness, the last runs and batches, open DQ failures, rejects in the last day.
+GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.PIPELINE_STATUS() TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst procedure: re-ingest a source's time window and merge it (it calls BACKFILL_<SOURCE>, owner-only).
+GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.BACKFILL(STRING, STRING, STRING) TO ROLE <% ctx.env.analyst_role %>;
+
+-- Analyst procedure: a source's rejected records with their reasons, secret-looking values masked.
+GRANT USAGE ON PROCEDURE <% ctx.env.database %>.OPS.REJECTS(STRING, STRING) TO ROLE <% ctx.env.analyst_role %>;

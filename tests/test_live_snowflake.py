@@ -20,7 +20,7 @@ Skipped unless API2SNOW_LIVE_CONNECTION names a `snow` connection (~/.snowflake/
   use the analyst role (external_access/02 grants it to SYSADMIN);
 - the secrets, as for a deploy: API2SNOW_API_B_KEY, API2SNOW_API_C_USER, API2SNOW_API_C_PASSWORD, and for the
   admin part API2SNOW_API_A_CLIENT_ID, API2SNOW_API_A_CLIENT_SECRET (API A's OAuth2 integration) and
-  API2SNOW_AWS_ROLE_ARN;
+  API2SNOW_AWS_ROLE_ARN, and API2SNOW_ALERT_WEBHOOK_SECRET (the alert webhook's secret part, docs/DEPLOY.md);
 - API2SNOW_LIVE_<KEY> for any snowflake.yml env value: API2SNOW_LIVE_API_A_BASE_URL=https://... and its B
   and C siblings for the mock APIs made reachable from Snowflake (`api2snow mock-apis` behind a public
   HTTPS endpoint) or for real sandbox APIs; API2SNOW_LIVE_BUCKET, API2SNOW_LIVE_REGION and
@@ -313,7 +313,7 @@ def test_deploy_created_every_task_pipe_procedure_and_secret(project, graph):
     assert procedures == set(project.procedures())
     secrets = {row["name"] for row in _query(project, f"SHOW SECRETS IN SCHEMA {db}.OPS")}
     declared = {f"{s.declaration.auth.secret.upper()}_SECRET" for s in SOURCES.values()}  # type: ignore[attr-defined]
-    assert secrets == declared | {"AWS_S3_SECRET"}
+    assert secrets == declared | {"AWS_S3_SECRET", "ALERT_WEBHOOK_SECRET"}
     states = {row["name"]: row["state"] for row in _query(project, f"SHOW TASKS IN SCHEMA {db}.PIPELINE")}
     assert states[graph.root.short_name] == "started", "deploy did not resume the graph"
 
@@ -650,6 +650,40 @@ def test_the_analyst_role_calls_its_procedures_and_is_refused_writes(project, gr
     assert NOT_AUTHORIZED.search(error) or UNKNOWN_PROCEDURE.search(error), (
         f"CALL BUILD_CLEAN (no USAGE granted) failed otherwise: {error}"
     )
+
+
+def test_the_analyst_reads_status_backfills_a_window_and_lists_rejects(project, graph_run):
+    """As the analyst role alone: PIPELINE_STATUS and REJECTS return their declared columns (table
+    procedures), BACKFILL re-reads a past window of the first incremental source through BACKFILL_<SOURCE>
+    without moving its watermark, a bad argument fails in one line, and BACKFILL_<SOURCE> is refused."""
+    from api2snow.analyst import PIPELINE_STATUS_COLUMNS, REJECTS_COLUMNS
+
+    _require_success(graph_run)
+    db = project.env["database"]
+    status = _as_analyst(project, f"CALL {db}.OPS.PIPELINE_STATUS()")
+    assert [list(row) for row in status] == [[c for c, _ in PIPELINE_STATUS_COLUMNS]] * len(SOURCES), status
+    assert {row["SOURCE"] for row in status} == set(SOURCES) and {
+        row["LAST_RUN_STATE"] for row in status
+    } == {"SUCCEEDED"}, status
+    source = next(name for name, s in SOURCES.items() if s.incremental)
+    watermark = _query(project, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = {_lit(source)}")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    window = f"{_lit(source)}, {_lit((end - timedelta(hours=2)).isoformat())}, {_lit(end.isoformat())}"
+    result = _call_result(_as_analyst(project, f"CALL {db}.OPS.BACKFILL({window})"))
+    assert result["status"] == "MERGED" and result["kind"] == "BACKFILL", result
+    assert result["fetched"] == result["staged"] + result["rejected"] + result["duplicates"], result
+    assert result["loaded_rows"] == result["staged"], result
+    assert (
+        _query(project, f"SELECT watermark FROM {db}.OPS.WATERMARKS WHERE source = {_lit(source)}")
+        == watermark
+    )
+    error = _refused(project, f"CALL {db}.OPS.BACKFILL({_lit(source)}, 'yesterday', {_lit(end.isoformat())})")
+    assert "argument from_ts must be an ISO 8601 timestamp" in error, error
+    error = _refused(project, f"CALL {db}.OPS.BACKFILL_{source.upper()}('2024-01-01', '2024-01-02')")
+    assert NOT_AUTHORIZED.search(error) or UNKNOWN_PROCEDURE.search(error), error
+    since = _lit((datetime.now(UTC) - timedelta(days=1)).isoformat())
+    rejects = _as_analyst(project, f"CALL {db}.OPS.REJECTS({_lit(source)}, {since})")
+    assert all(list(row) == [c for c, _ in REJECTS_COLUMNS] for row in rejects), rejects
 
 
 # ---- the event table ----------------------------------------------------------------------------------

@@ -7,19 +7,22 @@ started the CALL (Snowflake: "Secrets can only be accessed from the main thread"
 would in Snowflake. An OAUTH2 secret's token is fetched once per procedure call and refreshed before it
 expires, as Snowflake does; a forced refresh (after the API answered 401) discards it and fetches a new one.
 Pipe refresh goes to the local pipe loader; task return values, the run id and the graph config come from
-the local task runner.
+the local task runner. Notifications go through the notification integrations of external_access/
+(local/notifications.py), over real HTTP on loopback.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 from api2snow.platform import LATEST_ATTEMPT, AwsCredentials, PlatformError, manual_run_id, task_runs
 
 from .egress import platform_side
+from .notifications import LocalNotifications
 from .pipes import LocalPipeLoader
-from .procedures import CallContext, current_call
+from .procedures import CallContext, call_statement, current_call
 from .secrets import LocalSecrets
 from .tasks import RunContext
 
@@ -36,10 +39,17 @@ def run_context() -> RunContext | None:
 
 
 class LocalPlatform:
-    def __init__(self, secrets: LocalSecrets, loader: LocalPipeLoader, database: str) -> None:
+    def __init__(
+        self,
+        secrets: LocalSecrets,
+        loader: LocalPipeLoader,
+        database: str,
+        notifications: LocalNotifications | None = None,
+    ) -> None:
         self.secrets = secrets
         self.loader = loader
         self.database = database
+        self.notifications = notifications or LocalNotifications([], secrets, None)
 
     def _secret_object(self, key: str) -> tuple[CallContext, str]:
         """The call and the secret object behind `key`, refusing what Snowflake refuses."""
@@ -110,3 +120,26 @@ class LocalPlatform:
             params=[run_id, context.task if context else ""],
         ).collect()
         return task_runs(rows)
+
+    def run_history_query(self, database: str, run_id: str) -> str:
+        return (
+            f"SELECT name, state, attempt_number, error_message FROM {database}.OPS.TASK_HISTORY "
+            f"WHERE graph_run_group_id = '{run_id}' ORDER BY query_start_time"
+        )
+
+    def send_notification(
+        self,
+        session: Any,
+        integration: str,
+        message: str,
+        subject: str = "",
+        recipients: tuple[str, ...] = (),
+    ) -> None:
+        self.notifications.send(integration, message, subject, recipients)
+
+    def call_procedure(self, session: Any, procedure: str, args: list[Any]) -> Any:
+        """A CALL from inside a procedure, dispatched like any CALL (its own secrets and network rules)."""
+        call = current_call()
+        if call is None or call.dispatcher is None:
+            raise PlatformError(f"CALL {procedure} outside a procedure call")
+        return json.loads(call.dispatcher.call(call_statement(procedure, args)))

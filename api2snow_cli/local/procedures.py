@@ -42,6 +42,7 @@ class CallContext:
     egress: Any = None
     # The dispatcher creates the context on the thread that runs the CALL, so that thread is recorded.
     main_thread: threading.Thread = field(default_factory=threading.current_thread)
+    dispatcher: Any = None  # the ProcedureDispatcher running the call: a CALL from inside it goes there too
 
 
 # A context variable, not a thread-local: threads a handler starts in a copy of its context (page prefetch)
@@ -98,6 +99,31 @@ def _bound(proc: Procedure, name: str, value: Any, sql_type: str) -> Any:
         ) from None
 
 
+def sql_literal(value: Any) -> str:
+    """A Python argument as a SQL literal of a CALL (strings quoted, NULL for None)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def call_statement(procedure: str, args: list[Any]) -> str:
+    return f"CALL {procedure}({', '.join(sql_literal(a) for a in args)})"
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What a CALL returns: a table procedure's columns and rows, or a scalar procedure's value (text, as
+    Snowflake shows a VARIANT) in one column named after the procedure, as `snow sql` shows a CALL."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    value: str | None = None
+
+
 def parse_call(statement: str) -> tuple[str, list[Any]]:
     match = _CALL.match(statement)
     if not match:
@@ -148,13 +174,41 @@ class ProcedureDispatcher:
         return bound
 
     def call(self, statement: str) -> str:
-        """Run a CALL; returns what Snowflake would show as the task's return value."""
+        """Run a CALL; returns what Snowflake would show as the task's return value (a table procedure's
+        rows as a JSON list of objects)."""
+        result = self.execute(statement)
+        if result.value is not None:
+            return result.value
+        return json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows], default=str)
+
+    def execute(self, statement: str) -> CallResult:
+        """Run a CALL as a client sees it: a table procedure's rows (its handler returns a Snowpark DataFrame,
+        collected here with the columns snowflake.yml declares), or the procedure's value."""
         name, args = parse_call(statement)
         proc = self.resolve(name)
-        context = CallContext(proc, egress=(self.egress or {}).get(proc.name))
+        context = CallContext(proc, egress=(self.egress or {}).get(proc.name), dispatcher=self)
         token = _current.set(context)
         try:
             result = self.handler(proc)(self.session, *self.bind(proc, args))
+            if proc.table_columns:
+                return CallResult(list(proc.table_columns), _table_rows(proc, result))
         finally:
             _current.reset(token)
-        return context.return_value or json.dumps(result, default=str, separators=(",", ":"))
+        value = context.return_value or json.dumps(result, default=str, separators=(",", ":"))
+        return CallResult([proc.name], [(value,)], value)
+
+
+def _table_rows(proc: Procedure, result: Any) -> list[tuple[Any, ...]]:
+    """A table procedure's DataFrame collected; like Snowflake, a handler that returns anything else, or
+    other columns than the declared ones, fails the call."""
+    if not hasattr(result, "collect") or not hasattr(result, "columns"):
+        raise ProcedureCallError(
+            f"{proc.name} returns a table, and its handler returned {type(result).__name__}, not a DataFrame"
+        )
+    columns = [c.strip('"').upper() for c in result.columns]
+    if columns != list(proc.table_columns):
+        raise ProcedureCallError(
+            f"{proc.name}: its handler returned columns {columns}, "
+            f"snowflake.yml declares {list(proc.table_columns)}"
+        )
+    return [tuple(row) for row in result.collect()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from .auto_ingest import LocalSnowpipeQueue
 from .clustering import AutomaticClustering, clustering_key
 from .mock_apis.context import AUTH_CREDENTIALS, Credentials
 from .mock_apis.server import MockApiConfig, MockApis
+from .notifications import LocalNotifications
 from .pipes import LocalPipeLoader, is_pipe_statement
 from .platform import LocalPlatform, set_run_context
 from .procedures import ProcedureDispatcher, is_call_statement
@@ -42,6 +44,7 @@ from .tasks import (
     task_graphs,
 )
 from .warehouse import LocalWarehouse, duckdb_connection
+from .webhook_receiver import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class LocalStack:
         self.graph: TaskGraph | None = None  # the hourly pipeline's
         self.graphs: dict[str, TaskGraph] = {}  # every declared graph, by root task name
         self.clustering = AutomaticClustering(lambda: duckdb_connection(self.warehouse))
+        self.webhook_receiver = WebhookReceiver()  # where the alerts go (external_access/02's integrations)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -114,11 +118,13 @@ class LocalStack:
         urls = self.mock_apis.start()
         progress("starting local S3 (moto)")
         self.s3.start()
+        self.webhook_receiver.start()
         self.project = Project.load(
             self.options.project_root,
             {
                 "env_name": "local",
                 "s3_endpoint_url": self.s3.endpoint_url,
+                "alert_webhook_url": self.webhook_receiver.webhook_url_template,
                 **{d.base_url_setting: urls[d.name] for d in DECLARATIONS if d.name in urls},
                 **self.options.env_overrides,
             },
@@ -141,7 +147,8 @@ class LocalStack:
         self.apply_sql()
         self._start_auto_ingest()
         secrets = LocalSecrets(access, AwsCredentials(LOCAL_AWS_KEY, LOCAL_AWS_SECRET))
-        platform_seam.set_platform(LocalPlatform(secrets, self.loader, database))
+        notifications = LocalNotifications(access, secrets, self.webhook_receiver.email_url)
+        platform_seam.set_platform(LocalPlatform(secrets, self.loader, database, notifications))
         return self
 
     def _start_auto_ingest(self) -> None:
@@ -166,6 +173,7 @@ class LocalStack:
         self.s3.stop()  # nothing to save: every object change is on disk before S3 answers it
         if self.mock_apis is not None:
             self.mock_apis.stop()
+        self.webhook_receiver.stop()
 
     # ---- configuration -----------------------------------------------------------------------------
     def _mock_config(self) -> MockApiConfig:
@@ -188,7 +196,7 @@ class LocalStack:
         """What external_access/'s secret variables are rendered with locally: the mock APIs' credentials,
         by each source's auth kind (project.secret_variables names them in this order)."""
         creds = self.options.credentials
-        values = {"aws_role_arn": LOCAL_AWS_ROLE_ARN}
+        values = {"aws_role_arn": LOCAL_AWS_ROLE_ARN, "alert_webhook_secret": self.webhook_receiver.secret}
         for declaration in DECLARATIONS:
             fields = AUTH_CREDENTIALS[declaration.auth.kind]
             names = secret_variables(declaration)
@@ -260,13 +268,19 @@ class LocalStack:
             set_run_context(None)
 
     def run_graph(
-        self, on_event: Callable[[TaskRun], None] | None = None, root: str | None = None
+        self,
+        on_event: Callable[[TaskRun], None] | None = None,
+        root: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> tuple[str, list[TaskRun]]:
         """One run of a task graph, like EXECUTE TASK on its root: the hourly pipeline's, or `root`'s (the
-        unqualified root task name, RECONCILE for the daily reconciliation)."""
+        unqualified root task name, RECONCILE for the daily reconciliation). Setting `cancel` cancels the run
+        as Snowflake cancels one: running tasks CANCELLED, the rest not started, the finalizer run."""
         assert self.graph is not None, "stack not started"
         graph = self.graph if root is None else self.graphs[root.upper()]
-        runner = TaskGraphRunner(graph, self.session, self.database, self._execute_task, on_event=on_event)
+        runner = TaskGraphRunner(
+            graph, self.session, self.database, self._execute_task, on_event=on_event, cancel=cancel
+        )
         outcome = runner.run()
         self.clustering.maintain()  # between runs, as Snowflake's service reclusters in the background
         return outcome

@@ -47,6 +47,11 @@ TASK_HISTORY_DDL = """CREATE TABLE IF NOT EXISTS {database}.OPS.TASK_HISTORY (
 )"""
 
 
+# TASK_HISTORY.ERROR_MESSAGE of the tasks of a cancelled graph run
+CANCELLED_WHILE_RUNNING = "cancelled while running: the graph run was cancelled"
+CANCELLED_BEFORE_START = "not started: the graph run was cancelled"
+
+
 class TaskGraphError(RuntimeError):
     """The declared graph is malformed (no root, unknown predecessor, cycle)."""
 
@@ -208,6 +213,7 @@ class TaskGraphRunner:
         execute: Execute,
         max_parallel: int = 4,
         on_event: Callable[[TaskRun], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.graph = graph
         self.session = session
@@ -215,7 +221,10 @@ class TaskGraphRunner:
         self.execute = execute
         self.max_parallel = max_parallel
         self.on_event = on_event or (lambda run: None)
+        self.cancel = cancel or threading.Event()  # set it to cancel the run, as Snowflake cancels one
         self._history_lock = threading.Lock()
+        self._active: dict[str, TaskRun] = {}  # the task runs in progress, by task name
+        self._abandoned: set[str] = set()  # cancelled while running: their late outcome is not recorded
 
     def run(self) -> tuple[str, list[TaskRun]]:
         """The first run, then a retry while a task did not succeed, at most TASK_AUTO_RETRY_ATTEMPTS times.
@@ -227,8 +236,8 @@ class TaskGraphRunner:
         for number in range(1, self.graph.root.retry_attempts + 2):
             attempt = GraphAttempt(group_id, number, datetime.now(UTC), first)
             latest.update(self._run_attempt(attempt, self._succeeded(latest)))
-            if not self._unfinished(latest):
-                break
+            if not self._unfinished(latest) or self.cancel.is_set():
+                break  # a cancelled run is not retried
         return group_id, list(latest.values())
 
     def _succeeded(self, latest: dict[str, TaskRun]) -> set[str]:
@@ -244,10 +253,11 @@ class TaskGraphRunner:
         """One graph run: each task not in `done` once its predecessors succeeded (in this run or, for those
         in `done`, an earlier one), siblings in parallel; then the finalizer. Returns this run's task runs."""
         runs: dict[str, TaskRun] = {}
-        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="task") as pool:
-            running: dict[Future[TaskRun], str] = {}
-            pending = [t for t in self.graph.order() if t.name not in done]
-            while pending or running:
+        pool = ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="task")
+        running: dict[Future[TaskRun], str] = {}
+        pending = [t for t in self.graph.order() if t.name not in done]
+        try:
+            while (pending or running) and not self.cancel.is_set():
                 for task in list(pending):
                     parents = [runs.get(p) for p in task.after if p not in done]
                     if any(p is not None and p.state != "SUCCEEDED" for p in parents):
@@ -256,12 +266,49 @@ class TaskGraphRunner:
                     elif all(p is not None for p in parents):
                         running[pool.submit(self._run_task, task, attempt)] = task.name
                         pending.remove(task)
-                if running:
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                if running:  # a short wait, so a cancellation is noticed promptly
+                    finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in finished:
                         runs[running.pop(future)] = future.result()
+            if self.cancel.is_set():
+                runs.update(self._cancel_rest(attempt, running, pending))
+        finally:
+            # Cancelled tasks may still be inside a procedure; they are not waited for (their outcome is
+            # dropped), as Snowflake does not wait for a cancelled query to be acknowledged.
+            pool.shutdown(wait=not self.cancel.is_set(), cancel_futures=True)
         if self.graph.finalizer is not None:
-            runs[self.graph.finalizer.name] = self._run_task(self.graph.finalizer, attempt)
+            runs[self.graph.finalizer.name] = self._run_task(self.graph.finalizer, attempt, finalizer=True)
+        return runs
+
+    def _cancel_rest(
+        self, attempt: GraphAttempt, running: dict[Future[TaskRun], str], pending: list[TaskDefinition]
+    ) -> dict[str, TaskRun]:
+        """The graph run was cancelled: the tasks running now and those not started yet are CANCELLED; a task
+        that was just finishing keeps its own outcome."""
+        runs: dict[str, TaskRun] = {}
+        now = datetime.now(UTC)
+        with self._history_lock:
+            active = {name: self._active[name] for name in running.values() if name in self._active}
+            self._abandoned.update(active)
+        for future, name in running.items():
+            if name in active:
+                run = TaskRun(name, "CANCELLED", attempt.number, error=CANCELLED_WHILE_RUNNING)
+                run.started, run.completed = active[name].started, now
+            elif future.cancel():
+                run = TaskRun(name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
+            else:  # finished (and recorded) meanwhile, or saw the cancellation before it started
+                run = future.result()
+                if run.error != CANCELLED_BEFORE_START:
+                    runs[name] = run
+                    continue
+            self._record(self.graph.tasks[name], run, attempt)
+            self.on_event(run)
+            runs[name] = run
+        for task in pending:
+            run = TaskRun(task.name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
+            self._record(task, run, attempt)
+            self.on_event(run)
+            runs[task.name] = run
         return runs
 
     def _skip(self, task: TaskDefinition, attempt: GraphAttempt, parents: list[TaskRun | None]) -> TaskRun:
@@ -271,10 +318,16 @@ class TaskGraphRunner:
         self._record(task, run, attempt)
         return run
 
-    def _run_task(self, task: TaskDefinition, attempt: GraphAttempt) -> TaskRun:
-        """Run the task once; a failure is recorded, not raised: retrying is the graph's business."""
+    def _run_task(self, task: TaskDefinition, attempt: GraphAttempt, finalizer: bool = False) -> TaskRun:
+        """Run the task once; a failure is recorded, not raised: retrying is the graph's business. The
+        finalizer runs even in a cancelled run; another task of a cancelled run does not start."""
         context = RunContext(attempt.group_id, self.graph.root.config, task.short_name)
         run = TaskRun(task.name, "EXECUTING", attempt.number, started=datetime.now(UTC))
+        with self._history_lock:
+            if self.cancel.is_set() and not finalizer:
+                self._abandoned.add(task.name)
+                return TaskRun(task.name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
+            self._active[task.name] = run
         self.on_event(run)
         try:
             run.return_value = self.execute(task, context)
@@ -283,6 +336,16 @@ class TaskGraphRunner:
             run.state, run.error = "FAILED", f"{type(exc).__name__}: {exc}"
             log.debug("task %s failed in run %d", task.name, attempt.number, exc_info=True)
         run.completed = datetime.now(UTC)
+        with self._history_lock:
+            self._active.pop(task.name, None)
+            if task.name in self._abandoned and not finalizer:
+                log.info(
+                    "task %s of cancelled run %s ended %s (not recorded)",
+                    task.name,
+                    attempt.group_id,
+                    run.state,
+                )
+                return run
         self._record(task, run, attempt)
         self.on_event(run)
         return run

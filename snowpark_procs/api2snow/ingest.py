@@ -31,6 +31,7 @@ from .settings import Settings
 from .sources import Source
 from .staging import S3BatchWriter, partition_prefix
 from .transform import RecordProcessor
+from .window import PageWindow
 
 log = logging.getLogger(__name__)
 BATCH_NAMESPACE = uuid.UUID("6f1c1a52-7d4e-4d0b-9a59-0b1f5e0c2a10")
@@ -158,6 +159,10 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         now,
         partition_prefix(source.name, now),
     )
+    rival = recovery.close_dead_batches(session, settings, source, batch_id, s3)
+    if rival is not None:  # a BACKFILL of the source started at the same moment: this batch gives way
+        ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
+        return {**summary, "status": "WAITING", "skipped": f"batch {rival.batch_id} is {rival.status}"}
     try:
         counts, max_updated, manifest, stats = _extract(
             source,
@@ -196,8 +201,10 @@ def _extract(
     batch_id: str,
     partition_time: datetime,
     earlier_requests: Sequence[float] = (),
+    window: PageWindow | None = None,
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
-    """Pages -> records -> parts for one batch; `earlier_requests` are a previous run's sends (epoch s)."""
+    """Pages -> records -> parts for one batch; `earlier_requests` are a previous run's sends (epoch s);
+    `window` keeps only the records of a backfill's time window and ends the read at its end."""
     processor = RecordProcessor(
         source.normalize,
         source.schema,
@@ -205,6 +212,7 @@ def _extract(
         source.updated_field,
         batch_id,
         max_record_bytes=settings.get_int("max_record_bytes"),
+        fast_normalize=source.fast_normalizer(),
     )
     max_updated: str | None = None
     writer = S3BatchWriter(
@@ -223,8 +231,10 @@ def _extract(
     with http, client, writer:
         guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"))
         paginator = source.paginator(settings)
-        pages = client.pages(source.first_request(since), paginator, source.parse_page, guard)
-        for page in prefetched(budget.limit(pages) if budget is not None else pages):
+        first = source.first_request(since, source.page_size_for(settings))
+        pages = client.pages(first, paginator, source.parse_page, guard)
+        pages = budget.limit(pages) if budget is not None else pages
+        for page in prefetched(window.limit(pages) if window is not None else pages):
             staged = processor.process_page(page)
             for raw, reason in staged.rejected:
                 writer.reject(raw, reason)

@@ -17,10 +17,27 @@ try:  # optional fast path; the procedure must work without it
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["dumps", "dumps_lines", "dumps_safe", "dumps_strict"]
+__all__ = ["dumps", "dumps_line_strict", "dumps_lines", "dumps_safe", "dumps_strict"]
 
 # One encoder for the common case: json.dumps with non-default options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# The C encoder _ENCODER.encode builds anew on every call, made once: per record that halves the cost of the
+# standard library path. No circular-reference markers: a staged record is parsed JSON, validated to at most
+# 64 levels, so it cannot contain itself. Same options as _ENCODER (compact, UTF-8 text, no NaN).
+_C_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
+    else None
+)
+_APPEND_NEWLINE = getattr(_orjson, "OPT_APPEND_NEWLINE", 0)
 
 
 def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
@@ -50,6 +67,18 @@ def dumps_strict(obj: Any) -> bytes:
         except TypeError:  # surrogates, integers beyond 64 bits: the standard library decides below
             pass
     return _ENCODER.encode(obj).encode("utf-8")
+
+
+def dumps_line_strict(obj: Any) -> bytes:
+    """``dumps_strict(obj) + b"\\n"``, as cheaply as each encoder allows: it runs once per staged record."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, option=_APPEND_NEWLINE)
+        except TypeError:  # surrogates, integers beyond 64 bits: the standard library decides below
+            pass
+    if _C_ENCODE is not None:
+        return ("".join(_C_ENCODE(obj, 0)) + "\n").encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8") + b"\n"
 
 
 def dumps_safe(obj: Any) -> bytes:

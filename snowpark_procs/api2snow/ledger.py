@@ -26,6 +26,9 @@ from .sqltime import UTC_NOW
 STARTED, STAGED, LOADED, MERGED, FAILED = "STARTED", "STAGED", "LOADED", "MERGED", "FAILED"
 ABANDONED = "ABANDONED"  # terminal: never loaded, its files removed; its window is read again
 OPEN_STATUSES = (STARTED, STAGED, FAILED)
+# What started a batch (the ledger's KIND; NULL in rows of an earlier release means HOURLY). Only HOURLY
+# batches move the watermark: a BACKFILL re-reads a past window and must never rewind or skip it.
+HOURLY, BACKFILL = "HOURLY", "BACKFILL"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BatchRecord:
     age_seconds: int | None = None  # since STARTED, measured by the warehouse (same clock as started_at)
     staged_age_seconds: int | None = None  # since STAGED (STARTED while still staging), same clock
     dq_run_id: str | None = None  # the graph run whose RUN_DQ checked the batch's rows
+    kind: str = HOURLY  # HOURLY (the graph's ingest) or BACKFILL (OPS.BACKFILL)
 
 
 def read_watermark(session: Any, settings: Settings, source: str) -> datetime | None:
@@ -83,6 +87,7 @@ def repair_watermark(session: Any, settings: Settings, source: str) -> None:
     rows = session.sql(
         f"SELECT batch_id, max_updated_at FROM {settings.table('OPS.BATCH_LEDGER')} "
         f"WHERE {lookback(settings)} AND source = ? AND status IN ('LOADED', 'MERGED') "
+        f"AND COALESCE(kind, '{HOURLY}') = '{HOURLY}' "
         "AND max_updated_at IS NOT NULL ORDER BY max_updated_at DESC LIMIT 1",
         params=[source],
     ).collect()
@@ -116,14 +121,15 @@ def start_batch(
     window_start: datetime | None,
     window_end: datetime,
     partition_prefix: str,
+    kind: str = HOURLY,
 ) -> None:
     """Open the ledger row of a new batch (ids are never reused: ingest.next_batch_id)."""
     table = settings.table("OPS.BATCH_LEDGER")
     session.sql(
         f"""INSERT INTO {table} (batch_id, source, run_id, window_start, window_end, partition_prefix,
-            status, started_at)
+            status, started_at, kind)
         SELECT ?, ?, ?, CAST(? AS TIMESTAMP_NTZ), CAST(? AS TIMESTAMP_NTZ), ?, 'STARTED',
-            {UTC_NOW}""",
+            {UTC_NOW}, ?""",
         params=[
             batch_id,
             source,
@@ -131,6 +137,7 @@ def start_batch(
             window_start.isoformat(sep=" ") if window_start else None,
             window_end.isoformat(sep=" "),
             partition_prefix,
+            kind,
         ],
     ).collect()
 
@@ -231,7 +238,7 @@ def batches(
     statuses = (status,) if isinstance(status, str) else status
     query = (
         "SELECT batch_id, source, status, staged, rejected, max_updated_at, manifest::STRING AS manifest, "
-        "partition_prefix, started_at, error_message, dq_run_id, "
+        f"partition_prefix, started_at, error_message, dq_run_id, COALESCE(kind, '{HOURLY}') AS kind, "
         f"DATEDIFF('second', started_at, {UTC_NOW}) "
         "AS age_seconds, "
         f"DATEDIFF('second', COALESCE(staged_at, started_at), {UTC_NOW}) AS staged_age_seconds "
@@ -259,6 +266,7 @@ def batches(
             age_seconds=row["AGE_SECONDS"],
             staged_age_seconds=row["STAGED_AGE_SECONDS"],
             dq_run_id=row["DQ_RUN_ID"],
+            kind=row["KIND"],
         )
         for row in rows
     ]

@@ -219,10 +219,26 @@ def wait_for_load(
         if source.incremental:  # a kill between LOADED and the watermark update is repaired here too
             ledger.repair_watermark(session, settings, source.name)
     purge_late_loads(session, settings)
+    pending = ledger.batches(session, settings, ledger.STAGED)
+    loaded, stuck = wait_for_batches(session, platform, settings, pending, timeout_s, poll_s, sleep)
+    return {"batches_loaded": len(loaded), "batch_ids": loaded, "stuck": stuck}
+
+
+def wait_for_batches(
+    session: Any,
+    platform: Platform,
+    settings: Settings,
+    pending: list[BatchRecord],
+    timeout_s: float,
+    poll_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[str], dict[str, str]]:
+    """Wait until these STAGED batches are fully in RAW and mark them LOADED (WAIT_FOR_LOAD's every STAGED
+    batch, or BACKFILL's own); returns the ids loaded and, by id, why a batch is stuck (noted in the
+    ledger)."""
     start = time.monotonic()
     deadline = start + timeout_s
     grace = settings.get_int("pipe_refresh_grace_seconds")
-    pending = ledger.batches(session, settings, ledger.STAGED)
     net_due = {b.batch_id: start + max(0, grace - (b.staged_age_seconds or 0)) for b in pending}
     loaded: list[str] = []
     stuck: dict[str, str] = {}
@@ -251,7 +267,7 @@ def wait_for_load(
             break
         pending = [batch for batch, _ in waiting]
         sleep(next(pauses))
-    return {"batches_loaded": len(loaded), "batch_ids": loaded, "stuck": stuck}
+    return loaded, stuck
 
 
 def poll_pauses(longest: float, first: float = FIRST_POLL_SECONDS) -> Iterator[float]:
@@ -273,5 +289,6 @@ def _note(session: Any, settings: Settings, batch: BatchRecord, problem: str) ->
 
 def _mark_loaded(session: Any, settings: Settings, batch: BatchRecord) -> None:
     ledger.set_status(session, settings, [batch], ledger.LOADED)
-    if batch.max_updated_at is not None and SOURCES[batch.source].incremental:
+    # A backfill re-reads a past window: its batch never moves the watermark (forward or back).
+    if batch.max_updated_at is not None and SOURCES[batch.source].incremental and batch.kind == ledger.HOURLY:
         ledger.advance_watermark(session, settings, batch.source, batch.max_updated_at, batch.batch_id)

@@ -122,6 +122,25 @@ class Platform(Protocol):
         """The latest attempt of every other task of graph run group `run_id` so far (the calling task
         is left out): dicts with NAME, STATE, ERROR_MESSAGE, ATTEMPT_NUMBER."""
 
+    def run_history_query(self, database: str, run_id: str) -> str:
+        """A query a person can run to see every task run of graph run group `run_id` (for an alert)."""
+
+    def send_notification(
+        self,
+        session: Any,
+        integration: str,
+        message: str,
+        subject: str = "",
+        recipients: tuple[str, ...] = (),
+    ) -> None:
+        """Send `message` through notification integration `integration` (SYSTEM$SEND_SNOWFLAKE_NOTIFICATION):
+        a WEBHOOK one puts it where its body template says SNOWFLAKE_WEBHOOK_MESSAGE; an EMAIL one mails it
+        with `subject` to `recipients`. Raises when Snowflake refuses or fails the send."""
+
+    def call_procedure(self, session: Any, procedure: str, args: list[Any]) -> Any:
+        """CALL another procedure of the pipeline (`<db>.OPS.BACKFILL_API_A`) with `args`; its VARIANT result
+        as a Python value. It runs with its own secrets and integrations, not the caller's."""
+
 
 class SnowflakePlatform:
     """The platform inside a Snowflake stored procedure."""
@@ -234,6 +253,42 @@ class SnowflakePlatform:
             params=[run_id],
         ).collect()
         return task_runs(rows)
+
+    def run_history_query(self, database: str, run_id: str) -> str:
+        return (
+            "SELECT name, state, attempt_number, error_message FROM TABLE("
+            f"{database}.INFORMATION_SCHEMA.TASK_HISTORY(RESULT_LIMIT => 10000)) "
+            f"WHERE graph_run_group_id = '{run_id}' ORDER BY query_start_time"
+        )
+
+    def send_notification(
+        self,
+        session: Any,
+        integration: str,
+        message: str,
+        subject: str = "",
+        recipients: tuple[str, ...] = (),
+    ) -> None:
+        """The documented forms: TEXT_PLAIN(SANITIZE_WEBHOOK_CONTENT(..)) with INTEGRATION(..) for a webhook
+        (SANITIZE_WEBHOOK_CONTENT keeps a placeholder in the message from pulling in the webhook secret), and
+        TEXT_PLAIN with EMAIL_INTEGRATION_CONFIG(integration, subject, ARRAY of recipients) for email."""
+        if recipients:
+            session.sql(
+                "CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(SNOWFLAKE.NOTIFICATION.TEXT_PLAIN(?), "
+                "SNOWFLAKE.NOTIFICATION.EMAIL_INTEGRATION_CONFIG(?, ?, SPLIT(?, ',')))",
+                params=[message, integration, subject[:256], ",".join(recipients)],
+            ).collect()
+            return
+        session.sql(
+            "CALL SYSTEM$SEND_SNOWFLAKE_NOTIFICATION(SNOWFLAKE.NOTIFICATION.TEXT_PLAIN("
+            "SNOWFLAKE.NOTIFICATION.SANITIZE_WEBHOOK_CONTENT(?)), SNOWFLAKE.NOTIFICATION.INTEGRATION(?))",
+            params=[message, integration],
+        ).collect()
+
+    def call_procedure(self, session: Any, procedure: str, args: list[Any]) -> Any:
+        """Session.call runs `CALL <procedure>(?, ...)`; a VARIANT comes back as its JSON text."""
+        result = session.call(procedure, *args)
+        return json.loads(result) if isinstance(result, str) else result
 
 
 def _without_bucket(path: str) -> tuple[str, bool]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from . import arguments, layers, loading, quality, redaction, reporting
+from . import analyst, arguments, layers, loading, quality, redaction, reporting
+from .backfill import refuse_full_read, run_backfill
 from .ingest import run_ingest
 from .platform import Platform, get_platform
 from .settings import Settings, load_settings
 from .sources import SOURCES, get_source
+from .window import TimeWindow
 
 log = logging.getLogger(__name__)  # in Snowflake, records reach the event table (LOG_LEVEL on the database)
 
@@ -33,11 +35,32 @@ def _run(session: Any, work: Callable[[Platform, Settings], dict[str, Any]]) -> 
             log.info("done: %s", value[:4000])
             return summary
         except Exception as exc:
-            safe = redaction.scrubbed(exc)
-            log.error("failed: %s: %s", type(safe).__name__, str(safe)[:4000])
-            if safe is exc:
-                raise
-            raise safe from None
+            _raise_scrubbed(exc)
+
+
+def _run_table(
+    session: Any, columns: tuple[tuple[str, str], ...], work: Callable[[Platform, Settings], list[tuple]]
+) -> Any:
+    """Run a table procedure's work: its rows, redacted, as the DataFrame of its declared columns."""
+    with redaction.call_scope():
+        redaction.install_log_filter()
+        try:
+            platform = get_platform()
+            settings = load_settings(session, platform)
+            rows = [tuple(redaction.redact_value(value) for value in row) for row in work(platform, settings)]
+            log.info("done: %d row(s)", len(rows))
+            return analyst.table_result(session, columns, rows)
+        except Exception as exc:
+            _raise_scrubbed(exc)
+
+
+def _raise_scrubbed(exc: Exception) -> NoReturn:
+    """Raise `exc` with every secret of the call masked (a new RuntimeError when its text hides one)."""
+    safe = redaction.scrubbed(exc)
+    log.error("failed: %s: %s", type(safe).__name__, str(safe)[:4000])
+    if safe is exc:
+        raise exc
+    raise safe from None
 
 
 def _ingest_handler(name: str) -> Callable[[Any], dict[str, Any]]:
@@ -55,6 +78,58 @@ def _ingest_handler(name: str) -> Callable[[Any], dict[str, Any]]:
 # api2snow.procedures.ingest_<source>), made from the declarations rather than written out per source.
 for _name in SOURCES:
     globals()[f"ingest_{_name}"] = _ingest_handler(_name)
+
+
+def _backfill_handler(name: str) -> Callable[[Any, Any, Any], dict[str, Any]]:
+    """The handler of BACKFILL_<NAME>, which OPS.BACKFILL calls: one window of the source, with its EAI and
+    secrets."""
+
+    def handler(session: Any, from_ts: Any, to_ts: Any) -> dict[str, Any]:
+        def work(platform: Platform, settings: Settings) -> dict[str, Any]:
+            window = TimeWindow.checked(from_ts, to_ts, settings.get_int("backfill_max_window_hours"))
+            return run_backfill(session, platform, settings, get_source(name), window)
+
+        return _run(session, work)
+
+    handler.__name__ = handler.__qualname__ = f"backfill_{name}"
+    handler.__doc__ = f"BACKFILL_{name.upper()}: re-ingest a time window of source {name!r} and merge it."
+    return handler
+
+
+# And `backfill_<source>` for each source read by time (snowflake.yml's BACKFILL_<SOURCE>).
+for _name, _source in SOURCES.items():
+    if _source.incremental:
+        globals()[f"backfill_{_name}"] = _backfill_handler(_name)
+
+
+def pipeline_status(session: Any) -> Any:
+    """OPS.PIPELINE_STATUS(): one row per source (analyst.PIPELINE_STATUS_COLUMNS, docs/ANALYSTS.md)."""
+    return _run_table(
+        session, analyst.PIPELINE_STATUS_COLUMNS, lambda p, s: analyst.pipeline_status(session, s)
+    )
+
+
+def rejects(session: Any, source: str, since: str) -> Any:
+    """OPS.REJECTS(source, since): the source's rejected records loaded since `since`, with reasons."""
+    source = arguments.one_of("source", source, SOURCES)
+    start = analyst.check_since(since)
+    return _run_table(
+        session, analyst.REJECTS_COLUMNS, lambda p, s: analyst.rejects(session, s, source, start)
+    )
+
+
+def backfill(session: Any, source: str, from_ts: str, to_ts: str) -> dict[str, Any]:
+    """OPS.BACKFILL(source, from_ts, to_ts): checks the call, then CALLs the source's BACKFILL_<SOURCE>, which
+    holds that source's integration and secret (this procedure holds none)."""
+    source = arguments.one_of("source", source, SOURCES)
+    refuse_full_read(get_source(source))
+
+    def work(platform: Platform, settings: Settings) -> dict[str, Any]:
+        window = TimeWindow.checked(from_ts, to_ts, settings.get_int("backfill_max_window_hours"))
+        args = [window.start.isoformat(), window.end.isoformat()]
+        return platform.call_procedure(session, settings.table(f"OPS.BACKFILL_{source.upper()}"), args)
+
+    return _run(session, work)
 
 
 def refresh_pipe(session: Any, source: str) -> dict[str, Any]:
@@ -100,7 +175,6 @@ def publish_metrics(session: Any) -> dict[str, Any]:
 
 def finalize_run(session: Any) -> dict[str, Any]:
     def work(platform: Platform, settings: Settings) -> dict[str, Any]:
-        run_id = platform.run_id(session)
-        return reporting.record_run(session, settings, run_id, platform.graph_run_tasks(session, run_id))
+        return reporting.finalize_run(session, platform, settings, platform.run_id(session))
 
     return _run(session, work)

@@ -272,7 +272,9 @@ def _freshness(session: Any, settings: Settings, source: Source) -> dict[str, An
     events, and the CLEAN row count (table metadata in Snowflake; statistics locally)."""
     table = settings.table(source.clean_table)
     batch = session.sql(
-        f"SELECT DATEDIFF('minute', MAX(CASE WHEN status IN ('LOADED', 'MERGED') THEN loaded_at END), "
+        # hourly batches only: a backfill's load says nothing about whether the hourly ingest keeps up
+        "SELECT DATEDIFF('minute', MAX(CASE WHEN status IN ('LOADED', 'MERGED') "
+        f"AND COALESCE(kind, '{ledger.HOURLY}') = '{ledger.HOURLY}' THEN loaded_at END), "
         f"{UTC_NOW}) AS load_minutes, COUNT_IF(status = 'STAGED' AND error_message IS NOT NULL) AS stuck "
         f"FROM {settings.table('OPS.BATCH_LEDGER')} WHERE {ledger.lookback(settings)} AND source = ?",
         params=[source.name],

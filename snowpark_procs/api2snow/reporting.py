@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import ledger
+from . import ledger, notifications
+from .platform import Platform
 from .settings import Settings
 from .sources import SOURCES
 from .sqltime import UTC_NOW
@@ -71,19 +72,45 @@ def record_run(session: Any, settings: Settings, run_id: str, tasks: list[dict[s
     """Write the graph run group's outcome, judged on each task's latest attempt; log an ERROR (the event
     table's alert hook) when a task failed. The finalizer runs after every attempt, so the row is merged on
     RUN_ID: one row per run group, holding the last attempt's verdict."""
+    outcome = run_outcome(run_id, tasks)
+    _merge_run_row(session, settings, outcome)
+    if outcome["state"] == "FAILED":
+        log.error("api2snow graph run %s FAILED: %s", run_id, outcome["first_error"])
+    return outcome
+
+
+def run_outcome(run_id: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The graph run group's outcome, judged on each task's latest attempt."""
     latest = latest_attempts(tasks)
     failed = [t for t in latest if t["STATE"] == "FAILED"]
     succeeded = [t for t in latest if t["STATE"] == "SUCCEEDED"]
-    outcome = {
+    cancelled = any(t["STATE"] == "CANCELLED" for t in latest)  # a cancelled run did not do all its work
+    return {
         "run_id": run_id,
-        "state": "FAILED" if failed else "SUCCEEDED",
+        "state": "FAILED" if failed else "CANCELLED" if cancelled else "SUCCEEDED",
         "tasks_succeeded": len(succeeded),
         "tasks_failed": len(failed),
         "first_error": f"{failed[0]['NAME']}: {failed[0]['ERROR_MESSAGE']}" if failed else None,
     }
-    _merge_run_row(session, settings, outcome)
-    if failed:
-        log.error("api2snow graph run %s FAILED: %s", run_id, outcome["first_error"])
+
+
+def finalize_run(session: Any, platform: Platform, settings: Settings, run_id: str) -> dict[str, Any]:
+    """The finalizer: record the run group's outcome, then alert (notifications.py). Alerting never raises, so
+    the recorded outcome and the finalizer's own state stay what the run was; a run record that cannot be
+    written still alerts first, then fails the finalizer."""
+    tasks = latest_attempts(platform.graph_run_tasks(session, run_id))
+    unrecorded: Exception | None = None
+    try:
+        outcome = record_run(session, settings, run_id, tasks)
+    except Exception as exc:
+        outcome, unrecorded = run_outcome(run_id, tasks), exc
+    try:
+        outcome["alerts"] = notifications.alert_run(session, platform, settings, outcome, tasks)
+    except Exception as exc:  # a last guard: alert_run catches what it expects
+        log.error("api2snow alerting for run %s failed: %s", run_id, notifications.safe_error(str(exc)))
+        outcome["alerts"] = {"sent": [], "error": notifications.safe_error(str(exc))}
+    if unrecorded is not None:
+        raise unrecorded
     return outcome
 
 

@@ -131,9 +131,19 @@ def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def source_settings(name: str, title: str, rate_limit_per_min: int, oauth_scope: str | None) -> list[Setting]:
-    """The settings of one declared source (sources/ registers them): its base URL and request rate, and
-    for an OAuth2 client-credentials source who gets the token, with which scope and client auth."""
+def source_settings(
+    name: str,
+    title: str,
+    rate_limit_per_min: int,
+    oauth_scope: str | None,
+    page_size: int = 100,
+    max_page_size: int = 100,
+) -> list[Setting]:
+    """The settings of one declared source (sources/ registers them): its base URL, request rate and page
+    size, and for an OAuth2 client-credentials source who gets the token, with which scope and client auth.
+
+    The page size defaults to the largest the API allows: under a rate limit, records per request are what
+    a run's throughput is, so a smaller page only makes a backfill take longer."""
     settings = [
         Setting(f"{name}_base_url", "url", f"{title}'s base URL"),
         Setting(
@@ -143,6 +153,14 @@ def source_settings(name: str, title: str, rate_limit_per_min: int, oauth_scope:
             default=rate_limit_per_min,
             minimum=1,
             maximum=100_000,
+        ),
+        Setting(
+            f"{name}_page_size",
+            "int",
+            f"records a page the procedure asks {title} for (the API allows at most {max_page_size})",
+            default=page_size,
+            minimum=1,
+            maximum=max_page_size,
         ),
     ]
     if oauth_scope is None:
@@ -188,8 +206,8 @@ _DECLARED = (
         choices=("AES256", "aws:kms"),
     ),
     Setting("s3_kms_key_id", "str", "the KMS key for aws:kms (unset: the AWS managed key)", default=""),
-    # At most 256: a part is buffered in the procedure's memory until its single put_object, and Snowflake
-    # recommends load files of 100-250 MB compressed; below 1 MB, per-file Snowpipe overhead dominates.
+    # At most 256: Snowflake recommends load files of 100-250 MB compressed; below 1 MB, per-file Snowpipe
+    # overhead dominates. Memory does not depend on it: a part streams to S3 in 8 MiB multipart chunks.
     Setting(
         "part_max_mb",
         "int",
@@ -249,7 +267,8 @@ _DECLARED = (
         minimum=1024,
         maximum=16_000_000,
     ),
-    # At most 99: the overlap must stay below the page size (100 records), or the paginator refuses it.
+    # At most 99: below the smallest default page size (100 records); a page size set lower caps the
+    # overlap at the page size less one.
     Setting(
         "pagination_overlap_records",
         "int",
@@ -283,6 +302,69 @@ _DECLARED = (
         default=0,
         minimum=0,
         maximum=10_000_000,
+    ),
+    # OPS.BACKFILL and OPS.REJECTS (docs/ANALYSTS.md). A backfill is one bounded batch (the ingest budget
+    # above applies too); its window is capped so one call's batch stays a reviewable size.
+    Setting(
+        "backfill_max_window_hours",
+        "int",
+        "the longest window one OPS.BACKFILL call may re-read",
+        default=168,
+        minimum=1,
+        maximum=8_760,
+    ),
+    # At most 1 h: a backfill's wait for its own load, like WAIT_FOR_LOAD's (below the task timeout).
+    Setting(
+        "backfill_load_timeout_seconds",
+        "int",
+        "how long OPS.BACKFILL waits for Snowpipe to load its batch before it returns it as STAGED",
+        default=900,
+        minimum=1,
+        maximum=3_600,
+    ),
+    Setting(
+        "rejects_max_rows",
+        "int",
+        "the most rows OPS.REJECTS returns (the newest first)",
+        default=1_000,
+        minimum=1,
+        maximum=2_000,
+    ),
+    # Alerts (notifications.py): the finalizer sends through these notification integrations, which
+    # external_access/02 creates.
+    Setting(
+        "alert_webhook_integration",
+        "str",
+        "the TYPE = WEBHOOK notification integration the finalizer alerts through (unset: no webhook alerts)",
+        default="",
+    ),
+    Setting(
+        "alert_email_integration",
+        "str",
+        "the TYPE = EMAIL notification integration the finalizer alerts through (unset: no email alerts)",
+        default="",
+    ),
+    Setting(
+        "alert_email_recipients",
+        "str",
+        "comma-separated verified email addresses of this account's users (unset: no email alerts)",
+        default="",
+    ),
+    Setting(
+        "alert_on_warnings",
+        "bool",
+        "also alert when warn-severity DQ checks of a passing run fail",
+        default=False,
+    ),
+    # The root's TASK_AUTO_RETRY_ATTEMPTS (sql/06 puts the same env value in both): a failed attempt that a
+    # retry follows does not alert, so a run group alerts once, on its last attempt. Snowflake allows 0..30.
+    Setting(
+        "task_retry_attempts",
+        "int",
+        "the task graph's TASK_AUTO_RETRY_ATTEMPTS, as the root's CONFIG carries it to the finalizer",
+        default=0,
+        minimum=0,
+        maximum=30,
     ),
 )
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _DECLARED}

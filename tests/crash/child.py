@@ -37,6 +37,7 @@ Args = dict[str, Any]
 SEED = 7
 HISTORY_HOURS = 1
 PART_BYTES = 2 * 1024  # small parts, so a batch has several and a kill can land between two of them
+PAGE_RECORDS = 100  # a part rolls over after a page: an hour of API A (120 events) must be several pages
 WAIT_TIMEOUT_S = 10.0  # local auto-ingest lands a part within a second or two of its PUT, even under load
 WAIT_POLL_S = 0.5
 
@@ -234,6 +235,20 @@ def small_parts(max_bytes: int) -> None:
     S3BatchWriter.__init__ = init  # type: ignore[method-assign]
 
 
+def small_pages(records: int) -> None:
+    """Cap the page size a source asks for (the largest its API allows, 500, by default), so that a small
+    batch still spans several pages and so several parts."""
+    from api2snow.sources.base import Source
+
+    original = Source.page_size_for
+
+    @functools.wraps(original)
+    def capped(self: Any, settings: Any) -> int:
+        return min(original(self, settings), records)
+
+    Source.page_size_for = capped  # type: ignore[method-assign]
+
+
 def quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in ("fakesnow", "uvicorn", "snowflake", "werkzeug", "moto", "botocore", "api2snow"):
@@ -355,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet()
     bound_wait_for_load()
     small_parts(PART_BYTES)
+    small_pages(PAGE_RECORDS)
     if args.kill_at:
         arm(args.kill_at, args.nth)
     stack = start_stack(args.home, args.anchor, args.clock[0])

@@ -14,7 +14,7 @@ from .helpers import batches_of_run, expected_ids, scalar
 
 pytestmark = pytest.mark.integration
 EVENT_SOURCES = {"api_a": "CLN_API_A_EVENTS", "api_b": "CLN_API_B_EVENTS"}
-PAGE = 100  # the sources' page size
+PAGE = 100  # the page size this test sets (the sources ask for 500 by default): more pages, more runs
 
 
 def _run_ok(stack) -> str:
@@ -29,10 +29,11 @@ def test_a_backlog_five_times_the_budget_is_current_after_about_five_runs(stack)
     dataset, now = stack.mock_apis.dataset, stack.mock_apis.clock.now()
     truth = {source: expected_ids(stack, source, dataset.truth(source, now)) for source in EVENT_SOURCES}
     cap = max(1, math.ceil(len(truth["api_b"]) / PAGE) // 5)  # API B: about five runs of pages
-    stack.session.sql(
-        f"INSERT INTO {db}.OPS.PIPELINE_CONFIG (config_key, config_value) VALUES ('ingest_max_pages', ?)",
-        params=[str(cap)],
-    ).collect()
+    for key, value in (("ingest_max_pages", cap), ("api_a_page_size", PAGE), ("api_b_page_size", PAGE)):
+        stack.session.sql(
+            f"INSERT INTO {db}.OPS.PIPELINE_CONFIG (config_key, config_value) VALUES (?, ?)",
+            params=[key, str(value)],
+        ).collect()
 
     runs: list[dict] = []
     while len(runs) < 10 and not (runs and all(runs[-1][s]["COMPLETE"] for s in EVENT_SOURCES)):
@@ -49,6 +50,7 @@ def test_a_backlog_five_times_the_budget_is_current_after_about_five_runs(stack)
         for source in EVENT_SOURCES:
             stats = json.loads(run[source]["HTTP_STATS"])
             assert stats["pages"] <= cap and stats["throttled_429"] == 0  # within budget, never a 429
+            assert run[source]["FETCHED"] <= cap * PAGE  # pages of the size the setting asks for
             batch = run[source]
             assert batch["FETCHED"] == batch["STAGED"] + batch["REJECTED"] + batch["DUPLICATES"]
     for source, table in EVENT_SOURCES.items():

@@ -57,6 +57,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, hostile: HostileServer) -> I
         api_b_rate_limit_per_min="6000",
         load_poll_seconds="0.1",
         http_max_attempts="4",
+        # The scenarios place their faults by page (an empty page at offset 100, a loop after the second
+        # cursor): pages of 100, where the sources ask for 500 by default.
+        api_a_page_size="100",
+        api_b_page_size="100",
     )
     try:
         yield started

@@ -31,6 +31,13 @@ def faulty(tmp_path_factory):
         "api_c": Faults.for_api("api_c"),
     }
     stack = start_stack(tmp_path_factory.mktemp("api2snow-faults"), faults=faults)
+    # Pages of 100 (the sources ask for 500 by default): more pages, so records repeated on the next page
+    # (duplicate_rate) and faults between pages happen several times in a batch.
+    for key in ("api_a_page_size", "api_b_page_size"):
+        stack.session.sql(
+            f"INSERT INTO {stack.database}.OPS.PIPELINE_CONFIG (config_key, config_value) VALUES (?, '100')",
+            params=[key],
+        ).collect()
     stack.run_graph_result = stack.run_graph()
     try:
         yield stack

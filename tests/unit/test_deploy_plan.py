@@ -138,6 +138,19 @@ SQLFLUFF_GAPS = {
     "ALTER NETWORK RULE": re.compile(
         rf"ALTER NETWORK RULE {NAME} SET VALUE_LIST = \('[^']+'(, '[^']+')*\)( COMMENT = '[^']*')?"
     ),
+    # The alert integrations (CREATE NOTIFICATION INTEGRATION, webhooks and email, and its ALTER).
+    "CREATE NOTIFICATION INTEGRATION": re.compile(
+        rf"CREATE NOTIFICATION INTEGRATION IF NOT EXISTS {NAME} ("
+        rf"TYPE = WEBHOOK ENABLED = TRUE WEBHOOK_URL = 'https://[^']+' WEBHOOK_SECRET = {NAME} "
+        r"WEBHOOK_BODY_TEMPLATE = '[^']*SNOWFLAKE_WEBHOOK_MESSAGE[^']*' "
+        r"WEBHOOK_HEADERS = \('Content-Type' = 'application/json'\)"
+        r"|TYPE = EMAIL ENABLED = TRUE)( COMMENT = '[^']*')?"
+    ),
+    "ALTER NOTIFICATION INTEGRATION": re.compile(
+        rf"ALTER NOTIFICATION INTEGRATION {NAME} SET ENABLED = TRUE WEBHOOK_URL = 'https://[^']+' "
+        rf"WEBHOOK_SECRET = {NAME} WEBHOOK_BODY_TEMPLATE = '[^']*SNOWFLAKE_WEBHOOK_MESSAGE[^']*' "
+        r"WEBHOOK_HEADERS = \('Content-Type' = 'application/json'\)"
+    ),
 }
 OWNED_SQL = [
     "external_access/01_network_rules_and_secrets.sql",
@@ -206,6 +219,7 @@ def test_steps_come_in_dependency_order(plan):
         "tasks (sql/06",
         "tasks: resume the graph",
         "tasks: resume the daily reconciliation",
+        "dashboard: streamlit deploy",
         "grants (sql/07",
     ]
     assert len(names) == len(expected)
@@ -341,6 +355,7 @@ def test_every_rendered_statement_parses_as_snowflake_sql(plan, teardown, projec
     assert gaps["CREATE SECURITY INTEGRATION"] == len(OAUTH) + 1
     assert gaps["ALTER SECURITY INTEGRATION"] == len(OAUTH)
     assert any(d.name == "api_a" for d in OAUTH)
+    assert gaps["CREATE NOTIFICATION INTEGRATION"] == 2 and gaps["ALTER NOTIFICATION INTEGRATION"] == 1
 
 
 def test_owned_sql_has_a_comment_above_every_statement_and_upper_case_keywords():
@@ -424,6 +439,7 @@ def test_every_secret_and_eai_of_snowflake_yml_is_created_in_external_access(pla
     assert kinds == {
         **{f"{d.auth.secret.upper()}_SECRET": SECRET_TYPE[d.auth.kind] for d in DECLARATIONS},
         "AWS_S3_SECRET": "CLOUD_PROVIDER_TOKEN",
+        "ALERT_WEBHOOK_SECRET": "GENERIC_STRING",  # read by the webhook notification integration only
     }
     assert {
         "API_A_CLIENT_SECRET": "OAUTH2",
@@ -537,9 +553,10 @@ def test_dry_run_masks_secret_values_and_names_missing_ones(project, monkeypatch
     run_plan(build_plan(project, "dev", "any", secrets_from_env=True), dry_run=True, echo=out.append)
     text = "\n".join(out)
     assert "SECRET_STRING = '***'" in text and "AWS_ROLE_ARN = '***'" in text and "<from env" not in text
-    assert text.count("SECRET_STRING = '***'") == 2 * sum(
-        SECRET_TYPE[d.auth.kind] == "GENERIC_STRING" for d in DECLARATIONS
-    )
+    assert (
+        text.count("SECRET_STRING = '***'")
+        == 2 * sum(SECRET_TYPE[d.auth.kind] == "GENERIC_STRING" for d in DECLARATIONS) + 2
+    )  # and the alert webhook's secret (created, then rotated)
     for value in SECRET_VALUES.values():
         assert value not in text
 
@@ -616,10 +633,12 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     for var, value in SECRET_VALUES.items():
         monkeypatch.setenv(var, value)
     steps = build_plan(project, "dev", "any", secrets_from_env=True)
-    # the failing step sends every source's secret but the OAuth2 clients' (the admin's part 1 has those)
+    # the failing step sends every source's secret but the OAuth2 clients' (the admin's part 1 has those),
+    # and the alert webhook's
     sent_secrets = [SECRET_ENV[name] for name in steps[2].secret_names()]
     assert sorted(sent_secrets) == sorted(
-        SECRET_ENV[name] for d in DECLARATIONS if d not in OAUTH for name in secret_variables(d)
+        [SECRET_ENV[name] for d in DECLARATIONS if d not in OAUTH for name in secret_variables(d)]
+        + [SECRET_ENV["alert_webhook_secret"]]
     )
     # snow quoting each of them back, as given and as it stands in SQL
     echoed = [
@@ -632,7 +651,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
         run_plan(steps, dry_run=False, echo=out.append)
     message = str(error.value)
     first = message.splitlines()[0]
-    assert "[3/17] external access: network rules and secrets" in first
+    assert "[3/18] external access: network rules and secrets" in first
     assert "snow exited 1" in first and "SQL compilation error: Schema 'DB.OPS' does not exist" in first
     assert f"does not exist or not authorized. {' '.join(['***'] * len(echoed))}" in first
     assert "RequestsDependencyWarning" not in first
@@ -646,7 +665,7 @@ def test_a_failing_step_stops_the_deploy_and_names_the_step(project, monkeypatch
     shown = message + "\n".join(out) + json.dumps([e["argv"] for e in log])
     for value in SECRET_VALUES.values():
         assert value not in shown, "a secret value was printed or passed on the command line"
-    assert "[1/17] external access admin" in out[0] and out[1].endswith(" s)")
+    assert "[1/18] external access admin" in out[0] and out[1].endswith(" s)")
 
 
 def test_a_full_run_calls_snow_once_per_step_and_skips_admin_steps(project, monkeypatch, tmp_path):
@@ -674,12 +693,14 @@ def test_deploy_dry_run_through_the_cli(monkeypatch):
     out = result.output
     assert "dry run" in out and "database VIDEO_ANALYTICS_DEV" in out
     for fragment in (
-        "[1/17] external access admin",
-        "[5/17] snowpark build",
-        "[8/17] s3 event notification for Snowpipe auto-ingest (sql/02_raw.sql)",
+        "[1/18] external access admin",
+        "[5/18] snowpark build",
+        "[8/18] s3 event notification for Snowpipe auto-ingest (sql/02_raw.sql)",
         "$ snow sql --connection any --role API2SNOW_OWNER --format json --enable-templating NONE -q "
         "'SHOW PIPES IN SCHEMA VIDEO_ANALYTICS_DEV.RAW'",
-        "[17/17] grants (sql/07_grants.sql)",
+        "[17/18] dashboard: streamlit deploy",
+        "$ snow streamlit deploy --replace --connection any",
+        "[18/18] grants (sql/07_grants.sql)",
         "$ snow snowpark deploy --replace --connection any",
         "CREATE PIPE IF NOT EXISTS",
         "SELECT SYSTEM$TASK_DEPENDENTS_ENABLE('VIDEO_ANALYTICS_DEV.PIPELINE.ROOT');",
@@ -836,13 +857,17 @@ def test_the_analyst_reads_analytics_and_calls_its_procedures_but_sees_no_raw_se
     db = project.env["database"]
     grants = _grants_to(plan, project.env["analyst_role"])
     allowed = re.compile(
-        rf"^(USAGE ON (DATABASE {db}|WAREHOUSE {project.env['warehouse']}|SCHEMA {db}\.(ANALYTICS|OPS)"
-        rf"|PROCEDURE {db}\.OPS\.\w+\(\))"
-        rf"|SELECT ON (ALL|FUTURE) (VIEWS|TABLES) IN SCHEMA {db}\.ANALYTICS)$"
+        rf"^(USAGE ON (DATABASE {db}|WAREHOUSE {project.env['warehouse']}"
+        rf"|SCHEMA {db}\.(ANALYTICS|OPS|PIPELINE)"
+        rf"|PROCEDURE {db}\.OPS\.\w+\((STRING(, STRING)*)?\)"
+        rf"|STREAMLIT {db}\.ANALYTICS\.API2SNOW_DASHBOARD)"
+        rf"|SELECT ON (ALL|FUTURE) (VIEWS|TABLES) IN SCHEMA {db}\.ANALYTICS"
+        rf"|MONITOR ON ALL TASKS IN SCHEMA {db}\.PIPELINE)$"  # the graph's run history (the dashboard's)
     )
     assert grants and all(allowed.match(f"{p} ON {t}") for p, t in grants), grants
     called = {re.search(r"OPS\.(\w+)\(", t).group(1) for p, t in grants if t.startswith("PROCEDURE")}
-    assert called == {"BUILD_ANALYTICS", "RUN_DQ", "RECONCILE"}
+    # docs/ANALYSTS.md's; BACKFILL calls the owner-only BACKFILL_<SOURCE>, which holds the source's secret
+    assert called == {"BUILD_ANALYTICS", "RUN_DQ", "RECONCILE", "PIPELINE_STATUS", "BACKFILL", "REJECTS"}
     assert not any(project.procedures()[name].secrets for name in called), called
     flat = " ".join(t for _, t in grants)
     assert not re.search(r"\.(RAW|CLEAN)\b|SECRET|INTEGRATION", flat)
@@ -864,6 +889,8 @@ def test_the_operator_runs_and_watches_the_graph_without_secrets_or_integrations
 def test_procedures_run_as_their_owner(project):
     mixins = project.definition["mixins"]
     for entity in project.definition["entities"].values():
+        if entity["type"] != "procedure":
+            continue
         merged = {**{k: v for m in entity["meta"]["use_mixins"] for k, v in mixins[m].items()}, **entity}
         assert merged["execute_as_caller"] is False
 

@@ -175,7 +175,7 @@ def test_deploy_sh_runs_the_steps_api2snow_deploy_plans(fake, monkeypatch, skip_
     _assert_same_steps(fake.log(), plan)
     out = result.stdout + result.stderr
     assert out.count("(skipped)") == (2 if skip_admin else 0)
-    assert "[17/17] grants (sql/07_grants.sql) ok" in out and "deployed VIDEO_ANALYTICS_DEV" in out
+    assert "[18/18] grants (sql/07_grants.sql) ok" in out and "deployed VIDEO_ANALYTICS_DEV" in out
     for value in SECRET_VALUES.values():
         assert value not in out
 
@@ -236,7 +236,7 @@ def test_a_failing_step_stops_the_script_naming_it_without_printing_secrets(fake
     assert result.returncode != 0
     assert (fake.home / "calls").read_text() == "3", "the script went on after a failing step"
     assert (
-        "step [3/17] external access: network rules and secrets "
+        "step [3/18] external access: network rules and secrets "
         "(external_access/01_network_rules_and_secrets.sql) failed (snow exited 1)" in result.stderr
     )
     assert "SQL compilation error: Schema 'DB.OPS' does not exist. *** ***" in result.stderr
@@ -261,14 +261,15 @@ def test_a_run_without_secrets_stops_before_calling_snow(fake):
     assert (
         result.returncode != 0 and "API2SNOW_AWS_ROLE_ARN" not in result.stderr
     )  # the admin's are not needed
-    # what is still missing: every source's secret but B's (set) and the OAuth2 clients (the admin's)
+    # what is still missing: every source's secret but B's (set) and the OAuth2 clients (the admin's), and
+    # the alert webhook's
     assert set(re.findall(r"\bAPI2SNOW_\w+", result.stderr)) == {
         SECRET_ENV[name]
         for d in DECLARATIONS
         if d not in OAUTH
         for name in secret_variables(d)
         if name != "api_b_key"
-    }, result.stderr
+    } | {SECRET_ENV["alert_webhook_secret"]}, result.stderr
 
 
 def test_dry_run_prints_every_snow_command_with_secrets_masked_and_calls_nothing(fake):
@@ -276,7 +277,7 @@ def test_dry_run_prints_every_snow_command_with_secrets_masked_and_calls_nothing
     assert result.returncode == 0, result.stderr
     assert not fake.log()
     out = result.stdout
-    assert out.count("    $ snow ") == 17 and "dry run: nothing connects" in out
+    assert out.count("    $ snow ") == 18 and "dry run: nothing connects" in out
     assert "-D 'api_b_key=***'" in out and "-f sql/06_tasks.sql" in out
     for name in SECRET_VARIABLES:  # every secret, masked, in the step that uses it
         assert f"-D '{name}=***'" in out, name

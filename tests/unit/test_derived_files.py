@@ -296,6 +296,7 @@ def test_a_new_source_file_gets_every_object_in_valid_sql(extra_sources, tmp_pat
         variables[project.host_variable(d)] = host_port(proj.env[d.base_url_setting])
         variables.update({name: "x" for name in secret_variables(d)})
     variables["aws_role_arn"] = "arn:aws:iam::0:role/x"
+    variables["alert_webhook_secret"] = "x"
     access = "\n".join(
         render((root / relative).read_text(), variables, relative)
         for relative in (project.EXTERNAL_ACCESS_SQL, project.ADMIN_SQL)

@@ -62,7 +62,9 @@ def test_snow_build_rejects_an_unknown_key(tmp_path):
 
 def test_every_handler_imports_and_takes_the_declared_arguments(project):
     procedures = project.procedures()
-    assert len(procedures) == 9 + len(SOURCES)  # INGEST_<SRC> per source
+    backfills = sum(1 for source in SOURCES.values() if source.incremental)
+    # INGEST_<SRC> per source, BACKFILL_<SRC> per source read by time, and the analysts' three
+    assert len(procedures) == 9 + len(SOURCES) + backfills + 3
     dispatcher = ProcedureDispatcher(procedures, session=None)
     for proc in procedures.values():
         params = list(inspect.signature(dispatcher.handler(proc)).parameters.values())

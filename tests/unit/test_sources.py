@@ -138,4 +138,16 @@ def test_a_subclass_of_a_declared_source_keeps_its_own_overrides():
     base = type(get_source("api_b"))
     smaller = type("SmallPages", (base,), {"page_size": 7})()
     assert (smaller.page_size, smaller.first_request(None).params, smaller.name) == (7, {}, "api_b")
-    assert base.page_size == 100
+    assert base.page_size == 500
+
+
+def test_each_source_asks_for_the_largest_page_its_api_allows_and_a_setting_lowers_it():
+    api_a, api_b, api_c = get_source("api_a"), get_source("api_b"), get_source("api_c")
+    assert [s.page_size for s in (api_a, api_b, api_c)] == [500, 500, 500]
+    assert api_a.first_request(None, api_a.page_size_for(_settings())).params == {"limit": 500}
+    lowered = _settings(api_a_page_size="50", api_b_page_size="40", api_c_page_size="30")
+    assert api_a.first_request(None, api_a.page_size_for(lowered)).params == {"limit": 50}
+    offset = api_b.paginator(lowered)
+    assert (offset.limit, offset.overlap) == (40, 5)
+    assert "<c:pageSize>30</c:pageSize>" in api_c.paginator(lowered).body_factory(1)
+    assert api_b.paginator(_settings(api_b_page_size="3")).overlap == 2  # below the page, always

@@ -354,3 +354,109 @@ def test_parts_are_deterministic(s3, bucket):
                 w.write(r)
         etags.append(s3.head_object(Bucket=bucket, Key=w.manifest.parts[0]["key"])["ETag"])
     assert etags[0] == etags[1]
+
+
+# ------------------------------------------------------------------------------------------- multipart
+
+CHUNK = 5 * 1024 * 1024  # S3's (and moto's) smallest multipart part
+
+
+class _Recording:
+    """The real moto client, recording which S3 operations the writer sent (and the body sizes)."""
+
+    def __init__(self, client, fail_on=None):
+        self._client = client
+        self.calls = []
+        self._fail_on = fail_on
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(**kwargs):
+            body = kwargs.get("Body")
+            self.calls.append((name, len(body) if isinstance(body, bytes | bytearray) else None))
+            if name == self._fail_on:
+                raise OSError(f"{name} failed")
+            return method(**kwargs)
+
+        return call
+
+
+def _incompressible(n, seed=3):
+    """Records whose text gzip cannot shrink much, so a few thousand fill several upload chunks."""
+    rng = random.Random(seed)
+    return [
+        {"event_id": f"a-{i:08d}", "blob": rng.randbytes(1500).hex(), "_batch_id": "b-m"} for i in range(n)
+    ]
+
+
+def test_a_large_part_streams_as_a_multipart_upload_in_bounded_chunks(s3, bucket):
+    rec = _Recording(s3)
+    records = _incompressible(9_000)  # ~27 MB of lines, ~14 MB compressed: three chunks
+    with S3BatchWriter(rec, bucket, "api_a", "b-m", PARTITION_TIME, upload_chunk_bytes=CHUNK) as w:
+        for start in range(0, len(records), 500):  # page by page, as ingest feeds it
+            w.write_many(records[start : start + 500])
+    ops = [name for name, _ in rec.calls]
+    assert ops[0] == "create_multipart_upload" and "complete_multipart_upload" in ops
+    part_sizes = [size for name, size in rec.calls if name == "upload_part"]
+    assert len(part_sizes) >= 3
+    assert all(CHUNK <= size <= CHUNK + 2 * 1024 * 1024 for size in part_sizes[:-1])  # a chunk + one page
+    assert [name for name in ops if name == "put_object"] == ["put_object"]  # the manifest only
+    (part,) = w.manifest.parts
+    head = s3.head_object(Bucket=bucket, Key=part["key"])
+    assert (head["ServerSideEncryption"], head["ContentEncoding"]) == ("AES256", "gzip")
+    assert part["bytes"] == head["ContentLength"] == sum(part_sizes)
+    assert part["rows"] == 9_000
+    assert _read_jsonl_gz(s3, bucket, part["key"]) == records
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_part_smaller_than_a_chunk_is_one_put(s3, bucket):
+    rec = _Recording(s3)
+    with S3BatchWriter(rec, bucket, "api_a", "b-small", PARTITION_TIME, upload_chunk_bytes=CHUNK) as w:
+        w.write_many(_records(50))
+    assert [name for name, _ in rec.calls] == ["put_object", "put_object"]  # the part, the manifest
+
+
+@pytest.mark.parametrize("failing", ["upload_part", "complete_multipart_upload"])
+def test_a_failed_multipart_step_aborts_the_upload_and_writes_no_manifest(s3, bucket, failing):
+    rec = _Recording(s3, fail_on=failing)
+    w = S3BatchWriter(rec, bucket, "api_a", "b-mf", PARTITION_TIME, upload_chunk_bytes=CHUNK)
+    records = _incompressible(9_000)
+    with pytest.raises(OSError, match=f"{failing} failed"), w:
+        for start in range(0, len(records), 500):
+            w.write_many(records[start : start + 500])
+    assert "abort_multipart_upload" in [name for name, _ in rec.calls]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert _keys(s3, bucket) == []  # no part, no manifest
+    with pytest.raises(RuntimeError, match="aborted"):
+        w.close()
+
+
+def test_an_exception_mid_part_aborts_its_open_upload(s3, bucket):
+    records = _incompressible(4_000)  # more than one chunk, less than a part
+    with (
+        pytest.raises(RuntimeError, match="API went away"),
+        S3BatchWriter(s3, bucket, "api_a", "b-mx", PARTITION_TIME, upload_chunk_bytes=CHUNK) as w,
+    ):
+        w.write_many(records)
+        raise RuntimeError("API went away")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert _keys(s3, bucket) == []
+
+
+def test_removing_a_batch_aborts_an_upload_a_killed_run_left_open(s3, bucket):
+    from api2snow.staging import delete_batch_objects
+
+    key = part_key("api_a", "b-k", PARTITION_TIME, 1)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ServerSideEncryption="AES256")
+    s3.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 100)
+    other = s3.create_multipart_upload(Bucket=bucket, Key=part_key("api_a", "b-other", PARTITION_TIME, 1))
+    delete_batch_objects(s3, bucket, "api_a", "b-k", partition_prefix("api_a", PARTITION_TIME))
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in uploads] == [other["UploadId"]]  # another batch's upload is not touched
+
+
+def test_an_upload_chunk_below_s3s_minimum_is_refused():
+    with pytest.raises(ValueError, match="upload_chunk_bytes must be at least 5242880"):
+        S3BatchWriter(object(), "bkt", "api_a", "b-1", PARTITION_TIME, upload_chunk_bytes=1024 * 1024)

@@ -392,3 +392,166 @@ def test_jsonl_circular_reference_raises(monkeypatch):
     loop.append(loop)
     with pytest.raises(ValueError, match="Circular"):
         jsonl.dumps(loop)
+
+
+# ----------------------------------------------------------------------- the compiled path of a source
+
+_GOOD_RAW = {
+    "api_a": {
+        "id": "a-1",
+        "type": "DETECTION",
+        "camera_id": "cam-007",
+        "category": "Person",
+        "confidence": 0.87,
+        "occurred_at": "2026-11-26T09:59:58.123+02:00",
+        "updated_at": "2026-11-26T08:00:01.000Z",
+        "duration_ms": 1200,
+        "attributes": {"zone": "entrance", "n": 3},
+    },
+    "api_b": {
+        "eventId": 1,
+        "eventKind": "MOTION",
+        "cameraRef": "cam-001",
+        "label": "Animal",
+        "score": 50,
+        "timestampMs": 1764150000000,
+        "modifiedMs": 1764150000001,
+        "durationSec": 0.5,
+    },
+    "api_c": {
+        "cameraId": "cam-001",
+        "siteId": "site-1",
+        "siteName": "Depot",
+        "city": "",
+        "country": "NL",
+        "timezone": "Europe/Amsterdam",
+        "latitude": "52.37",
+        "longitude": "4.89",
+        "installedAt": "2020-01-01T00:00:00Z",
+        "active": "true",
+        "updatedAt": "2026-11-26T08:00:01Z",
+    },
+    "api_d": {
+        "uid": "d-00000001",
+        "kind": "DETECTION",
+        "device": {"camera": "cam-001"},
+        "detection": {"label": "Person", "score": 0.5, "duration_ms": 100},
+        "observed_at": "2026-11-26T08:00:00Z",
+        "last_modified": "2026-11-26T08:00:01Z",
+        "context": {"zone": "lot"},
+    },
+}
+_HOSTILE_VALUES = [
+    None, "", " ", "x", "PERSON", "\ud800", "caf\udce9", True, False, 0, -1, 1, 1.5, -0.0, 100, 101, 10**18,
+    10**19, 10**40, float("nan"), float("inf"), 1.7976931348623157e308, "2026-11-26T08:00:01Z",
+    "2026-11-26T08:00:01.000000", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00", 1764150000000,
+    253_402_300_800_000, [], ["x"], {}, {"a": {"b": [1, {"c": 10**39}]}}, {"n": float("nan")},
+]  # fmt: skip
+
+
+def _variants(raw, depth=0):
+    """The record itself, then each field removed or replaced by each hostile value, nested fields too."""
+    yield raw
+    for key, value in raw.items():
+        yield {k: v for k, v in raw.items() if k != key}
+        for hostile in _HOSTILE_VALUES:
+            yield {**raw, key: hostile}
+        if isinstance(value, dict) and depth == 0:
+            for inner in _variants(value, 1):
+                yield {**raw, key: inner}
+
+
+@pytest.mark.parametrize("name", sorted(_GOOD_RAW))
+def test_the_compiled_path_accepts_only_what_the_general_path_accepts_and_gives_the_same_record(name):
+    from api2snow.sources import get_source
+    from api2snow.wire import OversizedNumber
+
+    source = get_source(name)
+    fast = source.fast_normalizer()
+    assert fast is not None
+    raws = [
+        *_variants(_GOOD_RAW[name]),
+        None,
+        [],
+        "x",
+        7,
+        {**_GOOD_RAW[name], "extra": OversizedNumber("9" * 5000)},
+    ]
+    accepted = 0
+    for raw in raws:
+        record = fast(raw)
+        if record is None:
+            continue
+        accepted += 1
+        expected = source.normalize(raw)
+        assert list(record.items()) == list(expected.items()), raw  # same values, same column order
+        assert validate(record, source.schema) is None, raw
+    assert accepted >= 20, f"the compiled path took only {accepted} of {len(raws)} records"
+
+    def run(fast_normalize):
+        p = RecordProcessor(
+            source.normalize,
+            source.schema,
+            source.id_field,
+            source.updated_field,
+            "b",
+            fast_normalize=fast_normalize,
+        )
+        page = p.process_page(raws)
+        return page.lines, [(json.dumps(r, default=repr), reason) for r, reason in page.rejected], p.counts
+
+    general, compiled = run(None), run(fast)
+    assert compiled == general  # the same lines, the same rejects with the same reasons, the same counts
+    assert general[2]["rejected"] > 100 and general[2]["staged"] >= 2
+
+
+def test_a_source_overriding_normalize_gets_no_compiled_path():
+    from api2snow.sources import get_source
+
+    base = type(get_source("api_a"))
+    custom = type("Custom", (base,), {"normalize": lambda self, raw: base.normalize(self, raw)})()
+    assert custom.fast_normalizer() is None
+    assert type("Same", (base,), {})().fast_normalizer() is not None
+
+
+def test_to_utc_iso_shortcuts_give_what_the_datetime_round_trip_gives():
+    """The text shortcuts (already-canonical UTC or naive text, `%` formatting) against the plain route:
+    parse, convert to UTC, `isoformat`, over every shape `fromisoformat` takes and some it refuses."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    def reference(text):
+        parsed = datetime.fromisoformat(text.strip())
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        return parsed.isoformat(timespec="microseconds")
+
+    rng = random.Random(12)
+    shapes = ["seconds", "milliseconds", "microseconds", "auto", "minutes", "hours"]
+    zones = ["", "Z", "z", "+00:00", "-00:00", "+05:30", "-05:00", "+0000", "+00", "+00:00:00", "+14:00"]
+    fractions = ["", "", ".5", ".12", ".1234", ",123", ".1234567"]
+    checked = 0
+    for _ in range(6_000):
+        moment = datetime(1, 1, 1) + timedelta(microseconds=rng.randrange(315_000_000_000_000_000))
+        text = moment.isoformat(timespec=rng.choice(shapes))
+        text = text[:10] + rng.choice("T t") + text[11:]
+        if len(text) == 19:
+            text += rng.choice(fractions)
+        text = rng.choice(["", " "]) + text + rng.choice(zones) + rng.choice(["", " "])
+        try:
+            expected = reference(text)
+        except (ValueError, OverflowError):
+            with pytest.raises(ValueError, match="unparseable timestamp"):
+                to_utc_iso(text)
+            continue
+        assert to_utc_iso(text) == expected, text
+        checked += 1
+    assert checked > 4_000
+    for text in [
+        "20261126T080001Z",
+        "2026-W48-4T08:00:01Z",
+        "20261126T080001.5",
+        "2026-11-26T08",
+        "2026-11-26",
+    ]:
+        assert to_utc_iso(text) == reference(text)

@@ -230,6 +230,10 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         self.admin = admin
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that broke (a client gone mid-response): logged, not printed on the terminal."""
+        log.debug("%s: request from %s failed", self.app.name, client_address, exc_info=True)
+
 
 class AppServer:
     """One mock API on its own port, served by a daemon thread."""

@@ -208,6 +208,48 @@ def _credentials_from_env() -> Credentials:
     )
 
 
+_AUTH_HINTS = {
+    "oauth2_client_credentials": lambda d, c: (
+        f"OAuth2 client credentials {c.client_id} / {c.client_secret} at POST {d.auth.token_path}"
+    ),
+    "api_key": lambda d, c: f"header {d.auth.header}: {c.api_key}",
+    "bearer": lambda d, c: f"header Authorization: Bearer {c.bearer_token}",
+    "basic": lambda d, c: f"HTTP Basic {c.soap_user} / {c.soap_password}",
+}
+
+
+def _shown(credentials: Credentials) -> Credentials:
+    """The demo defaults as they are; a value set through the environment only by its variable's name."""
+    defaults = Credentials()
+    values = {
+        name: value if value == getattr(defaults, name) else "$API2SNOW_MOCK_" + name.upper()
+        for name, value in vars(credentials).items()
+    }
+    return Credentials(**values)
+
+
+def endpoint_lines(urls: dict[str, str], credentials: Credentials) -> list[str]:
+    """Each mock API's data endpoint and the (mock, demo) credentials it accepts, then how to inject faults:
+    what someone pointing curl or a client at the mock APIs needs. A credential set through the environment
+    is shown by its variable's name, never its value."""
+    credentials = _shown(credentials)
+    lines = []
+    for api, url in urls.items():
+        declaration = getattr(SOURCES.get(api), "declaration", None)
+        if declaration is None:
+            lines.append(f"{api}: {url}")
+            continue
+        auth = _AUTH_HINTS.get(declaration.auth.kind, lambda d, c: d.auth.kind)(declaration, credentials)
+        lines.append(f"{api}: {url}{declaration.request.path} ({auth})")
+    first = next(iter(urls.values()), "http://HOST:PORT")
+    lines.append(
+        f'faults: curl -X POST {first}/_admin/faults -d \'{{"api_b": {{"error_rate": 0.2}}}}\' '
+        "(GET it to see them; settings: error_rate, latency_ms, malformed_page_rate, invalid_record_rate, "
+        f"duplicate_rate, token_ttl_s, rate_limit_per_min); counters: GET {first}/_admin/stats"
+    )
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="api2snow mock-apis",
@@ -266,9 +308,9 @@ def main(argv: Sequence[str] | None = None, stop_event: threading.Event | None =
     except OSError as exc:
         print(f"cannot start the mock APIs: {exc}", file=sys.stderr)
         return 1
-    for api, url in urls.items():
-        print(f"{api}: {url}", flush=True)
-    print(f"admin: {urls['api_a']}/_admin/stats (Ctrl-C to stop)", flush=True)
+    for line in endpoint_lines(urls, apis.config.credentials):
+        print(line, flush=True)
+    print("Ctrl-C to stop", flush=True)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

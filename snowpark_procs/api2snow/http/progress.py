@@ -7,7 +7,6 @@ last records received, in bounded memory, and fails after a few pages in a row b
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable
 
 from .errors import PaginationError
@@ -18,7 +17,12 @@ _WINDOW = 20_000
 
 
 class ProgressGuard:
-    """Counts consecutive non-empty pages whose records were all seen recently; raises at the limit."""
+    """Counts consecutive non-empty pages whose records were all seen recently; raises at the limit.
+
+    "Recently": at least the last `_WINDOW` distinct keys, kept as two generations of sets (the current
+    one, and the one before it once the current one filled up), so each page costs a few set operations in
+    C rather than a Python step per record.
+    """
 
     def __init__(self, record_key: RecordKey, max_stalled: int = DEFAULT_MAX_STALLED_PAGES) -> None:
         if max_stalled < 1:
@@ -26,15 +30,18 @@ class ProgressGuard:
         self.record_key = record_key
         self.max_stalled = max_stalled
         self.stalled = 0
-        self._order: deque[Hashable] = deque()
-        self._seen: set[Hashable] = set()
+        self._current: set[Hashable] = set()
+        self._previous: set[Hashable] = set()
 
     def observe(self, records: list) -> None:
         """Record one page's new records; PaginationError after `max_stalled` pages with nothing new."""
         if not records:
             return
-        keys = [self.record_key(r) for r in records]
-        if all(key is not None and key in self._seen for key in keys):
+        keys = set(map(self.record_key, records))
+        fresh = keys - self._current
+        fresh -= self._previous
+        fresh.discard(None)  # a record without a key is never "seen", and never remembered
+        if not fresh and None not in keys:
             self.stalled += 1
             if self.stalled >= self.max_stalled:
                 raise PaginationError(
@@ -43,12 +50,6 @@ class ProgressGuard:
                 )
             return
         self.stalled = 0
-        for key in keys:
-            if key is not None and key not in self._seen:
-                self._remember(key)
-
-    def _remember(self, key: Hashable) -> None:
-        self._seen.add(key)
-        self._order.append(key)
-        if len(self._order) > _WINDOW:
-            self._seen.discard(self._order.popleft())
+        self._current |= fresh
+        if len(self._current) >= _WINDOW:
+            self._previous, self._current = self._current, set()

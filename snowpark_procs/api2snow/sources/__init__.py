@@ -13,7 +13,8 @@ from ..settings import register, source_settings
 from .base import Source
 from .declaration import DeclarationError, DeclaredSource, check_declaration
 
-_MACHINERY = {"base", "declaration", "entities"}  # modules of this package that are not sources
+# modules of this package that are not sources
+_MACHINERY = {"base", "declaration", "entities", "fast_normalize"}
 
 
 def _declared_in(module: object) -> list[type[DeclaredSource]]:
@@ -67,6 +68,8 @@ for _source in SOURCES.values():
             _declared.title,
             _declared.rate_limit_per_min,
             _declared.auth.scope if _declared.auth.kind == "oauth2_client_credentials" else None,
+            _declared.page_size,
+            _declared.max_page_size,
         )
     )
 

@@ -32,7 +32,7 @@ class ApiA(DeclaredSource):
             attributes={"wire": "attributes"},
         ),
         rate_limit_per_min=100,
-        page_size=100,
+        page_size=500,  # the largest the API allows: under its rate limit, records per request is the rate
         max_page_size=500,
         raw_table="RAW.API_A_EVENTS",
         clean_table="CLEAN.CLN_API_A_EVENTS",

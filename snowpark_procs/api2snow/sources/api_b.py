@@ -39,7 +39,7 @@ class ApiB(DeclaredSource):
             attributes={"wire": None},  # API B has none
         ),
         rate_limit_per_min=60,
-        page_size=100,
+        page_size=500,  # the largest the API allows: under its rate limit, records per request is the rate
         max_page_size=500,
         raw_table="RAW.API_B_EVENTS",
         clean_table="CLEAN.CLN_API_B_EVENTS",

@@ -90,8 +90,8 @@ class ApiC(DeclaredSource):
             updated_at={"wire": "updatedAt", "wire_type": "str"},
         ),
         rate_limit_per_min=60,
-        page_size=100,
-        max_page_size=100,
+        page_size=500,
+        max_page_size=500,  # ListCameras' pageSize is 1..500 (docs/CONTRACTS.md)
         incremental=False,
         tag_source=False,
         raw_table="RAW.API_C_CAMERAS",
@@ -99,15 +99,16 @@ class ApiC(DeclaredSource):
         host_example="https://api-c.example.com",
     )
 
-    def first_request(self, since: datetime | None) -> PageRequest:
+    def first_request(self, since: datetime | None, page_size: int | None = None) -> PageRequest:
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION}
         return PageRequest("POST", self.declaration.request.path, headers=headers)
 
     def paginator(self, settings: Settings) -> Paginator:
+        page_size = self.page_size_for(settings)
         return PageNumberPaginator(
             page_param=None,
             total_pages_getter=lambda payload: payload.get("totalPages"),
-            body_factory=lambda page: list_cameras_envelope(page, self.page_size),
+            body_factory=lambda page: list_cameras_envelope(page, page_size),
         )
 
     def parse_page(self, response: requests.Response) -> tuple[Any, list[dict[str, Any]]]:

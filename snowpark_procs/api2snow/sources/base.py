@@ -8,7 +8,7 @@ record maps onto the normalised model. Everything else (rate limiting, retries, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -17,7 +17,7 @@ import requests
 from ..http.auth import Auth
 from ..http.paginate import PageRequest, Paginator
 from ..platform import Platform
-from ..settings import Settings
+from ..settings import SETTINGS, Settings
 from ..transform import RecordSchema
 from ..wire import json_body
 
@@ -35,7 +35,7 @@ class Source(ABC):
     updated_field: ClassVar[str] = "updated_at"
     clean_key: ClassVar[str]
     rate_limit_per_min: ClassVar[int]
-    page_size: ClassVar[int] = 100
+    page_size: ClassVar[int] = 100  # the default page: the largest the API allows
     incremental: ClassVar[bool] = True
     wire_id: ClassVar[str]  # the id and version fields of a raw record, as the API names them
     wire_version: ClassVar[str]
@@ -47,9 +47,18 @@ class Source(ABC):
     def auth(self, platform: Platform, settings: Settings, http: requests.Session) -> Auth:
         """Credentials from the platform's secrets, never from settings or code."""
 
+    def page_size_for(self, settings: Settings) -> int:
+        """Records a page this run asks for: the `<name>_page_size` setting, whose default is the
+        declaration's page size (the largest page the API allows). A source built outside the registry
+        (a test's, a tool's) has no such setting and keeps its own."""
+        if f"{self.name}_page_size" not in SETTINGS:
+            return self.page_size
+        return settings.get_int(f"{self.name}_page_size")
+
     @abstractmethod
-    def first_request(self, since: datetime | None) -> PageRequest:
-        """The request for the first page of records updated after `since` (None: everything)."""
+    def first_request(self, since: datetime | None, page_size: int | None = None) -> PageRequest:
+        """The request for the first page of records updated after `since` (None: everything), asking for
+        `page_size` records a page (None: the source's default)."""
 
     @abstractmethod
     def paginator(self, settings: Settings) -> Paginator:
@@ -72,3 +81,8 @@ class Source(ABC):
     @abstractmethod
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Map one wire record onto the normalised model; KeyError/ValueError/TypeError reject it."""
+
+    def fast_normalizer(self) -> Callable[[Any], dict[str, Any] | None] | None:
+        """Optionally, `normalize` + validation in one pass: the normalised record when it is certainly
+        valid, None to leave the record to the general path (transform.RecordProcessor)."""
+        return None

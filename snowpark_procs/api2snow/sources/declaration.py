@@ -38,6 +38,7 @@ from ..settings import ConfigError, Settings
 from ..transform import FieldKind, FieldSpec, RecordSchema, sql_type_bounds, to_utc_iso
 from ..wire import json_body
 from .base import Source
+from .fast_normalize import compile_fast_normalize
 
 AuthKind = Literal["oauth2_client_credentials", "api_key", "bearer", "basic", "none"]
 PaginationKind = Literal["cursor", "offset", "page_number", "link_header", "single", "custom"]
@@ -219,7 +220,7 @@ def wire_value(raw: Any, path: str) -> Any:
     """The value at a dotted path; None when a step is absent or not an object."""
     value: Any = raw
     for step in path.split("."):
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: it runs per record
             return None
         value = value.get(step)
     return value
@@ -319,11 +320,11 @@ class DeclaredSource(Source):
             http=http,
         )
 
-    def first_request(self, since: datetime | None) -> PageRequest:
+    def first_request(self, since: datetime | None, page_size: int | None = None) -> PageRequest:
         spec = self.declaration.request
         params: dict[str, Any] = dict(spec.params)
         if spec.page_size_param:
-            params[spec.page_size_param] = self.page_size
+            params[spec.page_size_param] = page_size or self.page_size
         if since is not None and spec.since_param:
             params[spec.since_param] = format_since(since, spec.since_format)
         return PageRequest(spec.method, spec.path, params=params)
@@ -333,12 +334,13 @@ class DeclaredSource(Source):
         if spec.kind == "cursor":
             return CursorPaginator(spec.cursor_param, spec.cursor_field, spec.has_more_field)
         if spec.kind == "offset":
+            page_size = self.page_size_for(settings)
             return OffsetPaginator(
                 offset_param=spec.offset_param,
                 limit_param=spec.limit_param,
-                limit=self.page_size,
+                limit=page_size,
                 total_field=spec.total_field,
-                overlap=min(settings.get_int("pagination_overlap_records"), self.page_size - 1),
+                overlap=min(settings.get_int("pagination_overlap_records"), page_size - 1),
                 record_key=self.record_key,
             )
         if spec.kind == "page_number":
@@ -359,9 +361,14 @@ class DeclaredSource(Source):
     def record_key(self, raw: Any) -> Hashable | None:
         if not isinstance(raw, dict):
             return None
-        record_id = wire_value(raw, self.declaration.id_field)
-        version = wire_value(raw, self.declaration.version_field)
-        if not isinstance(record_id, str | int) or not isinstance(version, str | int | float | None):
+        id_field, version_field = self.declaration.id_field, self.declaration.version_field
+        if "." in id_field or "." in version_field:
+            record_id, version = wire_value(raw, id_field), wire_value(raw, version_field)
+        else:  # the common case, once per record and page guard: no path walk
+            record_id, version = raw.get(id_field), raw.get(version_field)
+        if not isinstance(record_id, _ID_TYPES) or not (
+            version is None or isinstance(version, _VERSION_TYPES)
+        ):
             return None
         return record_id, version
 
@@ -370,6 +377,22 @@ class DeclaredSource(Source):
         if not isinstance(raw, Mapping):
             raise TypeError(f"record: expected object, got {type(raw).__name__}")
         return {name: read(raw) for name, read in self.field_readers}
+
+    def fast_normalizer(self) -> Callable[[Any], dict[str, Any] | None] | None:
+        """`normalize` + `validate` in one pass for the common record (sources/fast_normalize.py), or None
+        when a subclass overrides `normalize` or the schema: the declaration then no longer describes them."""
+        cls = type(self)
+        if cls.normalize is not DeclaredSource.normalize or cls.schema != self.declaration.schema():
+            return None
+        compiled = _FAST.get(cls)
+        if compiled is None:
+            compiled = _FAST[cls] = compile_fast_normalize(self.declaration)
+        return compiled
+
+
+_ID_TYPES = (str, int)
+_VERSION_TYPES = (str, int, float)
+_FAST: dict[type, Callable[[Any], dict[str, Any] | None]] = {}  # compiled once per class
 
 
 def field_readers(d: SourceDeclaration) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
