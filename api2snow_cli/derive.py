@@ -717,7 +717,7 @@ def procedure_entities(sources: Sources) -> list[str]:
             "    secrets:",
             *secret_lines,
             f"      aws_s3: {DB}.OPS.AWS_S3_SECRET",
-            "    meta: { use_mixins: [pipeline_procedure] }",
+            "    meta: { use_mixins: [pipeline_procedure, pypi_packages] }",
         ]
         lines += [
             f"  ingest_{d.name}:",

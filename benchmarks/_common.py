@@ -210,7 +210,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from api2snow import ingest, jsonl
     from api2snow.settings import Settings
 
-    if spec.get("stdlib_json"):  # as deployed: requirements.txt has no orjson, so jsonl uses json.dumps
+    if spec.get("stdlib_json"):  # the fallback where orjson is not importable: jsonl uses json.dumps
         jsonl._orjson = None
 
     source = bench_source(spec["api"])

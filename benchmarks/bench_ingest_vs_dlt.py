@@ -4,9 +4,9 @@ Ours: `api2snow.ingest._extract` exactly as the procedure runs it (ApiClient wit
 auth -> RecordProcessor normalise/validate/dedupe -> S3BatchWriter gzip JSONL parts streamed to LocalS3/moto),
 with the deployed settings (part_max_mb from snowflake.yml, the source's default page size: the largest its
 API allows). Two variants:
-- "deployed": as in Snowflake, where the procedures get no orjson (requirements.txt does not ship it; see
-  benchmarks/README.md for why), so `api2snow.jsonl` uses the standard library;
-- "orjson": the same with orjson importable (this venv has it because dlt depends on it).
+- "deployed": as in Snowflake, where the ingest procedures take orjson from the PyPI artifact repository
+  (snowflake.yml, mixin pypi_packages; benchmarks/README.md), so `api2snow.jsonl` encodes with orjson;
+- "stdlib": the same without orjson (the fallback, for an account that drops the artifact repository).
 dlt: `rest_api_source` with the same endpoint, auth, paginator and page size, `add_map` with the very same
 `normalize` function, destination `filesystem` (local folder) with jsonl files (gzip, dlt's default).
 fetch: the floor, in the same run: the same pages with plain requests + json.loads, nothing else.
@@ -14,7 +14,7 @@ fetch: the floor, in the same run: the same pages with plain requests + json.loa
 Rate limits are switched off on both sides. The mock server memoises its data set (see
 `_common.start_mock_apis`) so that the mock's own per-record cost does not hide the tools' cost;
 `--no-page-cache` measures against the cold mock instead. Every run is a fresh child process, and the tools
-take turns (fetch, deployed, orjson, dlt, then again), so drift on a noisy machine hits each of them.
+take turns (fetch, deployed, stdlib, dlt, then again), so drift on a noisy machine hits each of them.
 
     .venv/bin/python benchmarks/bench_ingest_vs_dlt.py [--records 200000,1000000] [--runs 3] [--apis api_a]
 """
@@ -174,8 +174,8 @@ def bench_one(api: str, records: int, runs: int, page_cache: bool) -> None:
             c.run_worker(__file__, {**base, "tool": "fetch"}, timeout_s=WORKER_TIMEOUT_S)
         variants = {
             "fetch": {"tool": "fetch"},
-            "deployed": {"tool": "ours", "stdlib_json": True},
-            "orjson": {"tool": "ours"},
+            "deployed": {"tool": "ours"},
+            "stdlib": {"tool": "ours", "stdlib_json": True},
             "dlt": {"tool": "dlt"},
         }
         results: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
@@ -194,7 +194,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     for tool, runs in results.items():
         last = runs[-1]
         extra = ""
-        if tool in ("deployed", "orjson"):
+        if tool in ("deployed", "stdlib"):
             extra = f", parts {last['parts']}, requests {last['http']['requests']:.0f}, {last['counts']}"
         cpu = c.median([r["records"] / r["cpu_s"] for r in runs])
         print(
@@ -203,7 +203,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
             f"CPU-s {cpu:,.0f}; peak RSS {max(r['peak_rss_mb'] for r in runs):.0f} MB{extra}"
         )
     # Ratios per round (each round's tools ran back to back), then their median: drift cancels out.
-    for tool in ("deployed", "orjson"):
+    for tool in ("deployed", "stdlib"):
         vs_dlt = [ours / dlt for ours, dlt in zip(rates[tool], rates["dlt"], strict=True)]
         of_floor = [ours / floor for ours, floor in zip(rates[tool], rates["fetch"], strict=True)]
         print(

@@ -81,7 +81,6 @@ def main() -> int:
                 "api": args.api,
                 "settings": settings,
                 "since": since,
-                "stdlib_json": True,
             }
             r = c.run_worker(__file__, spec, timeout_s=1800)
             results.append(r)

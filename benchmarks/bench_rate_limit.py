@@ -129,7 +129,7 @@ def main() -> int:
             f"api_a: {c.record_count(mocks, 'api_a'):,} records = {args.pages} pages of {PAGE_SIZE}; "
             f"limit {args.limit}/60 s on server and client"
         )
-        spec = {"tool": "ours", "api": "api_a", "settings": settings, "stdlib_json": True}
+        spec = {"tool": "ours", "api": "api_a", "settings": settings}
         t0 = time.monotonic()
         first = c.run_worker(__file__, spec)
         describe("one extract", list(limiter.log), t0, args.limit, first)

@@ -46,6 +46,11 @@ GRANT EXECUTE TASK, EXECUTE MANAGED TASK ON ACCOUNT TO ROLE <% ctx.env.owner_rol
 -- The operator may run the graph by hand (EXECUTE TASK <db>.PIPELINE.ROOT); OPERATE on the tasks is in sql/07.
 GRANT EXECUTE TASK ON ACCOUNT TO ROLE <% ctx.env.operator_role %>;
 
+-- The ingest and backfill procedures take their packages (orjson, and with it every package they import)
+-- from Snowflake's PyPI artifact repository, snowflake.snowpark.pypi_shared_repository: creating and
+-- running them needs this database role (snowflake.yml, mixin pypi_packages).
+GRANT DATABASE ROLE SNOWFLAKE.PYPI_REPOSITORY_USER TO ROLE <% ctx.env.owner_role %>;
+
 -- The warehouse for deploy statements and for procedures called outside the (serverless) task graph.
 CREATE WAREHOUSE IF NOT EXISTS <% ctx.env.warehouse %>
 WAREHOUSE_SIZE = 'XSMALL'

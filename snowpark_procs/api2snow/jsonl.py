@@ -1,6 +1,7 @@
 """Compact JSON serialisation for JSON-lines staging files.
 
-orjson is used when the procedure's environment has it (several times faster per record); otherwise the
+orjson is used when the procedure's environment has it (the ingest procedures get it from the PyPI artifact
+repository: snowflake.yml, mixin pypi_packages; several times faster per record); otherwise the
 standard library produces equivalent output. Both paths emit compact UTF-8 JSON (no ASCII escaping) and
 turn non-finite floats into ``null`` so that every staged line is valid JSON for ``COPY``/Snowpipe.
 """

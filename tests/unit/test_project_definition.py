@@ -124,3 +124,28 @@ def test_the_runtime_packages_are_pinned_and_boto3_has_what_ingest_uses():
     pins = dict(line.split("==") for line in lines)
     assert set(pins) == {"snowflake-snowpark-python", "requests", "boto3"}, lines
     assert tuple(int(part) for part in pins["boto3"].split(".")[:2]) >= (1, 36)
+
+
+def test_the_staging_procedures_take_orjson_from_the_pypi_artifact_repository():
+    """Ingest and backfill procedures stage JSON with orjson from Snowflake's PyPI artifact repository, with
+    the same pins as requirements.txt (a procedure's packages all come from the repository once it names
+    one); every other procedure keeps the Anaconda channel's requirements.txt."""
+    from snowflake.cli.api.project.definition_manager import DefinitionManager
+
+    pins = {
+        line.strip()
+        for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    constraints = (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+    [orjson_pin] = [line for line in constraints if line.startswith("orjson==")]
+    definition = DefinitionManager(PROJECT_ROOT).project_definition
+    procedures = {k: e for k, e in definition.entities.items() if e.type == "procedure"}
+    staging = {k for k in procedures if k.startswith(("ingest_", "backfill_"))}
+    assert {f"ingest_{name}" for name in SOURCES} <= staging
+    for key, entity in procedures.items():
+        if key in staging:
+            assert entity.artifact_repository == "snowflake.snowpark.pypi_shared_repository", key
+            assert set(entity.artifact_repository_packages) == pins | {orjson_pin}, key
+        else:
+            assert entity.artifact_repository is None and not entity.artifact_repository_packages, key
