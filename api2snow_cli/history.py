@@ -45,6 +45,18 @@ class TaskStatus:
         }
 
 
+def _run_times(run: GraphRunStatus | GraphRunSummary) -> dict[str, Any]:
+    """A graph run's id, state and times as `--format json` gives them: ISO 8601 UTC, seconds."""
+    return {
+        "run_id": run.run_id,
+        "state": run.state,
+        "scheduled_time": iso_utc(run.scheduled_at),
+        "started_at": iso_utc(run.started_at),
+        "completed_at": iso_utc(run.completed_at),
+        "duration_s": run.duration_s,
+    }
+
+
 @dataclass
 class GraphRunStatus:
     run_id: str | None
@@ -72,15 +84,7 @@ class GraphRunStatus:
         return next((t for t in self.tasks if t.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "state": self.state,
-            "scheduled_time": iso_utc(self.scheduled_at),
-            "started_at": iso_utc(self.started_at),
-            "completed_at": iso_utc(self.completed_at),
-            "duration_s": self.duration_s,
-            "tasks": [t.to_dict() for t in self.tasks],
-        }
+        return {**_run_times(self), "tasks": [t.to_dict() for t in self.tasks]}
 
 
 def iso_utc(moment: datetime | None) -> str | None:
@@ -201,12 +205,7 @@ class GraphRunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id,
-            "state": self.state,
-            "scheduled_time": iso_utc(self.scheduled_at),
-            "started_at": iso_utc(self.started_at),
-            "completed_at": iso_utc(self.completed_at),
-            "duration_s": self.duration_s,
+            **_run_times(self),
             "tasks": self.tasks,
             "attempts": self.attempts,
             "first_error": self.first_error,

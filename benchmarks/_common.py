@@ -204,7 +204,7 @@ def deployed_setting(name: str) -> Any:
 
 
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """The procedure's extract step `api2snow.ingest._extract`: pages -> RecordProcessor -> S3BatchWriter."""
+    """The procedure's extract step `api2snow.ingest.extract`: pages -> RecordProcessor -> S3BatchWriter."""
     import uuid
 
     from api2snow import ingest, jsonl
@@ -219,7 +219,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def run() -> int:
-        counts, _max_updated, manifest, stats = ingest._extract(
+        counts, _max_updated, manifest, stats = ingest.extract(
             source,
             BenchPlatform(),
             settings,

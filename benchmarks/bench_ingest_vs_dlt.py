@@ -1,6 +1,6 @@
 """Throughput of our ingest path against dlt's rest_api source on the same mock API data.
 
-Ours: `api2snow.ingest._extract` exactly as the procedure runs it (ApiClient with rate limiter, retries and
+Ours: `api2snow.ingest.extract` exactly as the procedure runs it (ApiClient with rate limiter, retries and
 auth -> RecordProcessor normalise/validate/dedupe -> S3BatchWriter gzip JSONL parts streamed to LocalS3/moto),
 with the deployed settings (part_max_mb from snowflake.yml, the source's default page size: the largest its
 API allows). Two variants:

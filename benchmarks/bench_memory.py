@@ -1,4 +1,4 @@
-"""Does our ingest run in constant memory at the deployed settings? Peak RSS of `_extract` at each size.
+"""Does our ingest run in constant memory at the deployed settings? Peak RSS of `extract` at each size.
 
 One mock data set as large as the largest size (API A events by default); a smaller run asks for the last
 N records only (an incremental run with a watermark), the largest reads everything. Settings are the

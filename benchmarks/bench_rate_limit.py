@@ -7,7 +7,7 @@ API A's mock limit is scaled down to `--limit` requests per 60 s (the mock's sli
 `api2snow.ingest.api_client` builds its RateLimiter with 60 s too), and the client is told the same limit
 through `api_a_rate_limit_per_min`; the page size is the deployed default (the largest the API allows). The
 extract needs `--pages` full pages (default 2 x limit + 1, so it crosses two window boundaries and its last
-request opens a third window). Run as the procedure runs it (`_extract` in a child process); the server
+request opens a third window). Run as the procedure runs it (`extract` in a child process); the server
 records when each request arrived and whether it was let through. Records a minute are measured between the
 first and the last request: the records of every request but the last, over that span.
 

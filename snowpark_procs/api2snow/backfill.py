@@ -171,7 +171,7 @@ def _fetch(
     since = window.start - timedelta(seconds=max(1, settings.get_int("incremental_overlap_seconds")))
     cut = PageWindow(source.wire_version, window.start, window.end)
     try:
-        counts, max_updated, manifest, stats = ingest._extract(
+        counts, max_updated, manifest, stats = ingest.extract(
             source,
             platform,
             settings,

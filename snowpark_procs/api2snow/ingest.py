@@ -164,7 +164,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
         return {**summary, "status": "WAITING", "skipped": f"batch {rival.batch_id} is {rival.status}"}
     try:
-        counts, max_updated, manifest, stats = _extract(
+        counts, max_updated, manifest, stats = extract(
             source,
             platform,
             settings,
@@ -193,7 +193,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     }
 
 
-def _extract(
+def extract(
     source: Source,
     platform: Platform,
     settings: Settings,
