@@ -162,31 +162,16 @@ def _fetch(
         partition_prefix(source.name, now),
         kind=ledger.BACKFILL,
     )
-    rival = recovery.close_dead_batches(session, settings, source, batch_id, s3)
-    if rival is not None:  # an hourly ingest started at the same moment: give way to it
-        ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
+    rival = ingest.give_way_to_rival(session, settings, source, batch_id, s3)
+    if rival is not None:  # an hourly ingest started at the same moment
         raise _busy(source, rival)
     # From a little before the start (the APIs filter with a strict `>`, some only to the second); the
     # window cuts the pages to [start, end) and ends the read at the end.
     since = window.start - timedelta(seconds=max(1, settings.get_int("incremental_overlap_seconds")))
     cut = PageWindow(source.wire_version, window.start, window.end)
-    try:
-        counts, max_updated, manifest, stats = ingest.extract(
-            source,
-            platform,
-            settings,
-            since,
-            batch_id,
-            now,
-            earlier_requests=ledger.recent_request_times(session, settings, source.name),
-            window=cut,
-        )
-    except Exception as exc:
-        ledger.fail_batch(session, settings, batch_id, f"{type(exc).__name__}: {exc}")
-        raise
-    complete = cut.reached_end or bool(stats["complete"])
-    stats["complete"] = complete
-    ledger.finish_staging(session, settings, batch_id, counts, max_updated, manifest, stats)
+    staged = ingest.stage_batch(session, platform, settings, source, batch_id, since, now, cut)
+    _, max_updated, _, stats = staged
+    complete = stats["complete"]
     fetched = {
         "outside_window": cut.outside,
         "complete": complete,

@@ -159,24 +159,11 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         now,
         partition_prefix(source.name, now),
     )
-    rival = recovery.close_dead_batches(session, settings, source, batch_id, s3)
-    if rival is not None:  # a BACKFILL of the source started at the same moment: this batch gives way
-        ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
+    rival = give_way_to_rival(session, settings, source, batch_id, s3)
+    if rival is not None:  # a BACKFILL of the source started at the same moment
         return {**summary, "status": "WAITING", "skipped": f"batch {rival.batch_id} is {rival.status}"}
-    try:
-        counts, max_updated, manifest, stats = extract(
-            source,
-            platform,
-            settings,
-            since,
-            batch_id,
-            now,
-            earlier_requests=ledger.recent_request_times(session, settings, source.name),
-        )
-    except Exception as exc:
-        ledger.fail_batch(session, settings, batch_id, f"{type(exc).__name__}: {exc}")
-        raise
-    ledger.finish_staging(session, settings, batch_id, counts, max_updated, manifest, stats)
+    staged = stage_batch(session, platform, settings, source, batch_id, since, now)
+    counts, max_updated, manifest, stats = staged
     return {
         **summary,
         "status": ledger.STAGED,
@@ -191,6 +178,46 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
         "remaining": stats["remaining"],
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def give_way_to_rival(
+    session: Any, settings: Settings, source: Source, batch_id: str, s3: Any
+) -> recovery.Blocker | None:
+    """Right after opening `batch_id`: the open batch of the source that another run (the hourly ingest or
+    a BACKFILL) opened at the same moment, if any; `batch_id` is then abandoned, giving way to it."""
+    rival = recovery.close_dead_batches(session, settings, source, batch_id, s3)
+    if rival is not None:
+        ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
+    return rival
+
+
+def stage_batch(
+    session: Any,
+    platform: Platform,
+    settings: Settings,
+    source: Source,
+    batch_id: str,
+    since: datetime | None,
+    partition_time: datetime,
+    window: PageWindow | None = None,
+) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
+    """`extract` for an opened batch, recorded STAGED in the ledger (FAILED, and raised, when it fails)."""
+    try:
+        counts, max_updated, manifest, stats = extract(
+            source,
+            platform,
+            settings,
+            since,
+            batch_id,
+            partition_time,
+            earlier_requests=ledger.recent_request_times(session, settings, source.name),
+            window=window,
+        )
+    except Exception as exc:
+        ledger.fail_batch(session, settings, batch_id, f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.finish_staging(session, settings, batch_id, counts, max_updated, manifest, stats)
+    return counts, max_updated, manifest, stats
 
 
 def extract(
@@ -247,7 +274,8 @@ def extract(
         # Stopped by the budget with pages left: the rest is the next run's. (The page after the last one
         # was never requested, so the paginator's state is that of the last page.)
         stopped = budget.stopped_by if budget is not None and paginator.has_next else None
-        progress = {"complete": stopped is None, "stopped_by": stopped, "remaining": paginator.remaining}
+        complete = stopped is None or (window is not None and window.reached_end)  # a backfill's window read
+        progress = {"complete": complete, "stopped_by": stopped, "remaining": paginator.remaining}
         stats = {**client.stats, "recent_request_times": sent, **progress}
     return processor.counts, max_updated, asdict(manifest), stats
 
