@@ -296,11 +296,9 @@ class TaskGraphRunner:
                 run.started, run.completed = active[name].started, now
             elif future.cancel():
                 run = TaskRun(name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
-            else:  # finished (and recorded) meanwhile, or saw the cancellation before it started
-                run = future.result()
-                if run.error != CANCELLED_BEFORE_START:
-                    runs[name] = run
-                    continue
+            else:  # finished meanwhile, or saw the cancellation as it started: recorded by _run_task
+                runs[name] = future.result()
+                continue
             self._record(self.graph.tasks[name], run, attempt)
             self.on_event(run)
             runs[name] = run
@@ -324,10 +322,14 @@ class TaskGraphRunner:
         context = RunContext(attempt.group_id, self.graph.root.config, task.short_name)
         run = TaskRun(task.name, "EXECUTING", attempt.number, started=datetime.now(UTC))
         with self._history_lock:
-            if self.cancel.is_set() and not finalizer:
-                self._abandoned.add(task.name)
-                return TaskRun(task.name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
-            self._active[task.name] = run
+            cancelled = self.cancel.is_set() and not finalizer
+            if not cancelled:
+                self._active[task.name] = run
+        if cancelled:  # recorded here: the run loop may collect this future before it sees the cancellation
+            run = TaskRun(task.name, "CANCELLED", attempt.number, error=CANCELLED_BEFORE_START)
+            self._record(task, run, attempt)
+            self.on_event(run)
+            return run
         self.on_event(run)
         try:
             run.return_value = self.execute(task, context)

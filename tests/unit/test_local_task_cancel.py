@@ -69,3 +69,26 @@ def test_the_run_record_of_a_cancelled_run_is_cancelled():
     settings: Any = SimpleNamespace(table=lambda name: f"DB.{name}")
     outcome = record_run(RecordingSession(), settings, "42", history)
     assert (outcome["state"], outcome["tasks_failed"]) == ("CANCELLED", 0)
+
+
+class _CancelledAsJoinStarts(TaskGraphRunner):
+    """The signal lands between JOIN's submission and its start: JOIN's thread sees the cancellation, and
+    the run loop, waiting on JOIN's future, collects it before it sees the cancellation itself."""
+
+    def _run_task(self, task: TaskDefinition, attempt: Any, finalizer: bool = False) -> Any:
+        if task.short_name == "JOIN":
+            self.cancel.set()
+        return super()._run_task(task, attempt, finalizer)
+
+
+def test_a_task_that_sees_the_cancellation_as_it_starts_is_recorded_cancelled_once():
+    session = HistorySession()
+    runner = _CancelledAsJoinStarts(_graph(retries=2), session, "DB", lambda task, context: "ok")
+    runner.run()
+
+    names = [row["NAME"] for row in session.rows]
+    states = {row["NAME"]: (row["STATE"], row["ERROR_MESSAGE"]) for row in session.rows}
+    assert sorted(names) == sorted(set(names))  # every task recorded once, none left without a row
+    assert set(names) == {"ROOT", "A", "B", "JOIN", "TAIL", "FIN"}
+    assert states["JOIN"] == states["TAIL"] == ("CANCELLED", CANCELLED_BEFORE_START)
+    assert states["FIN"] == ("SUCCEEDED", None)
