@@ -21,6 +21,7 @@ from botocore.config import Config
 
 from . import ledger, recovery
 from .budget import RunBudget
+from .gc_pacing import fewer_collections
 from .http.client import ApiClient
 from .http.prefetch import prefetched
 from .http.progress import ProgressGuard
@@ -255,8 +256,8 @@ def extract(
     http = requests.Session()
     client = api_client(source, platform, settings, http, earlier_requests)
     budget = _budget(source, settings)
-    with http, client, writer:
-        guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"))
+    with http, client, writer, fewer_collections():
+        guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"), source.page_keys)
         paginator = source.paginator(settings)
         first = source.first_request(since, source.page_size_for(settings))
         pages = client.pages(first, paginator, source.parse_page, guard)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,7 +58,7 @@ def to_utc_iso(value: Any) -> str:
         if dt.tzinfo is UTC:  # "Z", "+00:00" and "-00:00" parse to UTC itself
             local = _without_offset(text)
             return (local is not None and _canonical(local)) or _format(dt)
-        shifted = _shifted(text)
+        shifted = _shifted(text, dt)
         if shifted is not None:
             return shifted
         try:
@@ -117,19 +116,35 @@ def _without_offset(text: str) -> str | None:
     return text[:-6] if text[-6:] in ("+00:00", "-00:00") else None
 
 
-def _shifted(text: str) -> str | None:
-    """A time with a whole-hour offset (``±HH:00``, the common kind) moved to UTC in the text, when that
-    stays within its day; None otherwise (the datetime route then decides)."""
-    if len(text) < 25 or text[-6] not in "+-" or text[-3:] != ":00":
+def _shifted(text: str, parsed: datetime) -> str | None:
+    """A time with a ``±HH:MM`` offset moved to UTC in the text (the date moves a day when the time crosses
+    midnight); None for other offset shapes and at the ends of datetime's range (the datetime route then
+    decides). `parsed` is the text as `fromisoformat` read it. Clock text goes through tables: `int` and
+    format specs cost more than the rest of the shift."""
+    if len(text) < 25 or text[-6] not in "+-":
         return None
+    offset = _MINUTE_OF_DAY.get(text[-5:])  # below 24 hours: fromisoformat refuses more
     local = _canonical(text[:-6])
-    if local is None:
+    if offset is None or local is None:
         return None
-    hours = int(text[-5:-3])
-    hour = int(local[11:13]) - hours if text[-6] == "+" else int(local[11:13]) + hours
-    if not 0 <= hour <= 23:
+    minute = _MINUTE_OF_DAY[local[11:16]] + (offset if text[-6] == "-" else -offset)
+    day = local[:10]
+    try:
+        if minute < 0:
+            minute += _MINUTES_PER_DAY
+            day = (parsed.date() - _ONE_DAY).isoformat()
+        elif minute >= _MINUTES_PER_DAY:
+            minute -= _MINUTES_PER_DAY
+            day = (parsed.date() + _ONE_DAY).isoformat()
+    except OverflowError:  # before 0001-01-01 or after 9999-12-31 in UTC
         return None
-    return f"{local[:11]}{hour:02d}{local[13:]}"
+    return day + "T" + _CLOCK[minute] + local[16:]
+
+
+_MINUTES_PER_DAY = 24 * 60
+_ONE_DAY = timedelta(days=1)
+_CLOCK = [f"{minute // 60:02d}:{minute % 60:02d}" for minute in range(_MINUTES_PER_DAY)]  # "HH:MM"
+_MINUTE_OF_DAY = {clock: minute for minute, clock in enumerate(_CLOCK)}
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -407,37 +422,37 @@ class BatchDeduper:
     identical repeat, or an older version, is a duplicate. ``updated_at`` must be in the normalised
     fixed-width form (see :func:`to_utc_iso`), where string order equals time order.
 
-    Memory: the last ``window`` distinct ids (about 200 bytes each), not every id of the batch, so memory
-    stays constant however large the extract. Repeats come from pages that overlap (a record of one page
-    served again on the next), so they are never far apart; a repeat further back than ``window`` ids is
+    Memory: at least the last ``window`` distinct ids and at most twice that (about 200 bytes each), not
+    every id of the batch, so memory stays constant however large the extract. The ids are kept in two
+    generations of plain dicts (the current one and, once it fills up, the one before it), which costs a
+    record two dict lookups rather than an ordered dict's bookkeeping. Repeats come from pages that overlap
+    (a record of one page served again on the next), so they are never far apart; a repeat further back is
     staged rather than dropped, which loses nothing: the MERGE keeps one row per id.
     """
 
-    __slots__ = ("_latest", "window")
+    __slots__ = ("_current", "_previous", "window")
 
     def __init__(self, window: int = 20_000) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
-        self._latest: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._current: dict[str, tuple[str, int]] = {}
+        self._previous: dict[str, tuple[str, int]] = {}
 
     def offer(self, record_id: str, updated_at: str, fingerprint: int = 0) -> bool:
         """True to keep the record (not seen recently, newer, or same time with new content)."""
-        latest = self._latest
-        seen = latest.get(record_id)
-        if seen is not None:
-            seen_updated, seen_fingerprint = seen
-            if seen_updated > updated_at or (seen_updated == updated_at and seen_fingerprint == fingerprint):
-                return False
-        latest[record_id] = (updated_at, fingerprint)
-        if seen is not None:
-            latest.move_to_end(record_id)
-        elif len(latest) > self.window:
-            latest.popitem(last=False)
+        current = self._current
+        seen = current.get(record_id) or self._previous.get(record_id)
+        if seen is not None and (seen[0] > updated_at or (seen[0] == updated_at and seen[1] == fingerprint)):
+            return False
+        current[record_id] = (updated_at, fingerprint)
+        if len(current) >= self.window:
+            self._previous, self._current = current, {}
         return True
 
     def __len__(self) -> int:
-        return len(self._latest)
+        """Distinct ids remembered (an id in both generations counts once)."""
+        return len(self._current.keys() | self._previous.keys())
 
 
 # --------------------------------------------------------------------------------------------- processor

@@ -139,6 +139,22 @@ def test_deduper_memory_is_bounded_by_its_window():
     assert deduper.offer("id-0", "2026-01-01T00:00:00.000000")  # far back: staged, the MERGE keeps one row
 
 
+@pytest.mark.parametrize("offset", range(0, 1000, 97))
+def test_deduper_remembers_at_least_its_window_of_the_latest_ids_whatever_their_phase(offset):
+    window, stamp = 100, "2026-01-01T00:00:00.000000"
+    deduper = BatchDeduper(window=window)
+    for n in range(offset):
+        deduper.offer(f"filler-{n}", stamp)
+    assert deduper.offer("a", stamp, fingerprint=1)
+    for n in range(window - 1):  # `a` is among the last `window` distinct ids
+        deduper.offer(f"other-{n}", stamp)
+    assert not deduper.offer("a", stamp, fingerprint=1)  # identical repeat: dropped
+    assert not deduper.offer("a", "2025-12-31T00:00:00.000000")  # older version: dropped
+    assert deduper.offer("a", stamp, fingerprint=2)  # same time, other content: served last, staged
+    assert not deduper.offer("a", stamp, fingerprint=2)
+    assert window <= len(deduper) < 2 * window
+
+
 @pytest.mark.parametrize("use_orjson", [True, False])
 def test_dumps_lines_matches_per_record_dumps_on_both_paths(monkeypatch, use_orjson):
     from api2snow import jsonl

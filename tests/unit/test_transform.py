@@ -505,6 +505,28 @@ def test_the_compiled_path_accepts_only_what_the_general_path_accepts_and_gives_
     assert general[2]["rejected"] > 100 and general[2]["staged"] >= 2
 
 
+@pytest.mark.parametrize("name", sorted(_GOOD_RAW))
+def test_a_pages_keys_in_one_pass_are_the_record_keys_of_its_records(name):
+    """The progress guard's `page_keys` (a few passes in C) against `record_key` record by record, on pages
+    of good records, of each hostile variant alone, and of both mixed."""
+    from api2snow.sources import get_source
+
+    source = get_source(name)
+    variants = list(_variants(_GOOD_RAW[name]))
+    raw = _GOOD_RAW[name]
+    good = [{**raw, key: _another(raw[key], n)} for n in range(5) for key in raw]
+    pages = [good, *([variant] for variant in variants), *([*good, variant] for variant in variants)]
+    pages += [[None, *good], [[], "x", 7], []]
+    for page in pages:
+        assert source.page_keys(page) == set(map(source.record_key, page)), page
+    assert len(source.page_keys(good)) > 1
+
+
+def _another(value, n):
+    """The n-th other value of a good field's type."""
+    return value + n if type(value) is int else f"{value}{n}" if type(value) is str else value
+
+
 def test_a_source_overriding_normalize_gets_no_compiled_path():
     from api2snow.sources import get_source
 
@@ -529,6 +551,7 @@ def test_to_utc_iso_shortcuts_give_what_the_datetime_round_trip_gives():
     rng = random.Random(12)
     shapes = ["seconds", "milliseconds", "microseconds", "auto", "minutes", "hours"]
     zones = ["", "Z", "z", "+00:00", "-00:00", "+05:30", "-05:00", "+0000", "+00", "+00:00:00", "+14:00"]
+    zones += ["-12:45", "+05:45", "+23:59", "-23:59", "+01:00:30", "-09:30"]
     fractions = ["", "", ".5", ".12", ".1234", ",123", ".1234567"]
     checked = 0
     for _ in range(6_000):
@@ -547,11 +570,17 @@ def test_to_utc_iso_shortcuts_give_what_the_datetime_round_trip_gives():
         assert to_utc_iso(text) == expected, text
         checked += 1
     assert checked > 4_000
+    for text in ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"]:  # beyond datetime's range
+        with pytest.raises(ValueError, match="unparseable timestamp"):
+            to_utc_iso(text)
     for text in [
         "20261126T080001Z",
         "2026-W48-4T08:00:01Z",
         "20261126T080001.5",
         "2026-11-26T08",
         "2026-11-26",
+        "2026-12-31T23:30:00.5-01:00",  # into the next year
+        "2028-03-01T00:15:00+00:30",  # back to a leap day
+        "0001-01-02T00:00:00+23:59",  # back to the first day datetime holds
     ]:
         assert to_utc_iso(text) == reference(text)

@@ -7,7 +7,7 @@ last records received, in bounded memory, and fails after a few pages in a row b
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .errors import PaginationError
 from .paginate import RecordKey
@@ -24,10 +24,17 @@ class ProgressGuard:
     C rather than a Python step per record.
     """
 
-    def __init__(self, record_key: RecordKey, max_stalled: int = DEFAULT_MAX_STALLED_PAGES) -> None:
+    def __init__(
+        self,
+        record_key: RecordKey,
+        max_stalled: int = DEFAULT_MAX_STALLED_PAGES,
+        page_keys: Callable[[list], set[Hashable | None]] | None = None,
+    ) -> None:
+        """`page_keys`, when given, is a faster way to `{record_key(r) for r in records}` (the source's)."""
         if max_stalled < 1:
             raise ValueError("max_stalled must be >= 1")
         self.record_key = record_key
+        self.page_keys = page_keys or (lambda records: set(map(record_key, records)))
         self.max_stalled = max_stalled
         self.stalled = 0
         self._current: set[Hashable] = set()
@@ -37,7 +44,7 @@ class ProgressGuard:
         """Record one page's new records; PaginationError after `max_stalled` pages with nothing new."""
         if not records:
             return
-        keys = set(map(self.record_key, records))
+        keys = self.page_keys(records)
         fresh = keys - self._current
         fresh -= self._previous
         fresh.discard(None)  # a record without a key is never "seen", and never remembered

@@ -78,6 +78,10 @@ class Source(ABC):
             return None
         return record_id, version
 
+    def page_keys(self, records: list) -> set[Hashable | None]:
+        """The `record_key` of every record of a page, as a set: the progress guard's work per page."""
+        return set(map(self.record_key, records))
+
     @abstractmethod
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Map one wire record onto the normalised model; KeyError/ValueError/TypeError reject it."""

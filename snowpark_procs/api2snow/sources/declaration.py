@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, partial
+from itertools import repeat
 from typing import Any, ClassVar, Literal, get_args
 
 import requests
@@ -372,6 +373,20 @@ class DeclaredSource(Source):
             return None
         return record_id, version
 
+    def page_keys(self, records: list) -> set[Hashable | None]:
+        """`record_key` of each record in a few passes in C when every record is an object whose id and
+        version have exactly the types `record_key` takes as they are; any other page goes record by record.
+        (Per record, `record_key` cost about a tenth of an extract's time.)"""
+        id_field, version_field = self.declaration.id_field, self.declaration.version_field
+        if type(self).record_key is not DeclaredSource.record_key or "." in id_field + version_field:
+            return super().page_keys(records)
+        if set(map(type, records)) == _DICT_ONLY:
+            ids = list(map(dict.get, records, repeat(id_field)))
+            versions = list(map(dict.get, records, repeat(version_field)))
+            if set(map(type, ids)) <= _ID_EXACT_TYPES and set(map(type, versions)) <= _VERSION_EXACT_TYPES:
+                return set(zip(ids, versions, strict=True))
+        return super().page_keys(records)
+
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Each declared field read from its wire path; the `source` column is this source's name."""
         if not isinstance(raw, Mapping):
@@ -392,6 +407,10 @@ class DeclaredSource(Source):
 
 _ID_TYPES = (str, int)
 _VERSION_TYPES = (str, int, float)
+# The types `record_key` keeps as they are, exactly (bool is an int to isinstance, so it is left out).
+_DICT_ONLY = {dict}
+_ID_EXACT_TYPES = {str, int}
+_VERSION_EXACT_TYPES = {str, int, float, type(None)}
 _FAST: dict[type, Callable[[Any], dict[str, Any] | None]] = {}  # compiled once per class
 
 
