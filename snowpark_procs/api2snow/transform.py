@@ -48,23 +48,7 @@ def to_utc_iso(value: Any) -> str:
     if type(value) is int and _EPOCH_MS_THRESHOLD < value < _MAX_EPOCH_MS:  # the common epoch-ms case, first
         return _format(_EPOCH + timedelta(milliseconds=value))
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            dt = datetime.fromisoformat(text)  # C; checks every digit and range, handles Z and offsets
-        except ValueError:
-            raise ValueError(f"unparseable timestamp: {value!r}") from None
-        if dt.tzinfo is None:
-            return _canonical(text) or _format(dt)
-        if dt.tzinfo is UTC:  # "Z", "+00:00" and "-00:00" parse to UTC itself
-            local = _without_offset(text)
-            return (local is not None and _canonical(local)) or _format(dt)
-        shifted = _shifted(text, dt)
-        if shifted is not None:
-            return shifted
-        try:
-            return _format(dt.astimezone(UTC))
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
-            raise ValueError(f"unparseable timestamp: {value!r}") from None
+        return text_to_utc_iso(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             # timedelta does exact integer arithmetic for ints and rounds floats to the microsecond.
@@ -76,6 +60,34 @@ def to_utc_iso(value: Any) -> str:
         except (OverflowError, ValueError):  # out of datetime's range, NaN, infinity
             raise ValueError(f"unparseable timestamp: {value!r}") from None
     raise ValueError(f"unparseable timestamp: {value!r}")
+
+
+def text_to_utc_iso(value: str) -> str:
+    """`to_utc_iso` of an ISO-8601 string: what a compiled normaliser calls for a field the wire sends as
+    a string (it skips the epoch-number tests)."""
+    text = value.strip()
+    try:
+        dt = _fromisoformat(text)  # C; checks every digit and range, handles Z and offsets
+    except ValueError:
+        raise ValueError(f"unparseable timestamp: {value!r}") from None
+    zone = dt.tzinfo
+    if zone is None:
+        return _canonical(text) or _format(dt)
+    if zone is UTC:  # "Z", "+00:00" and "-00:00" parse to UTC itself
+        last = text[-1]
+        local = text[:-1] if last == "Z" or last == "z" else text[:-6] if text[-6:] in _ZERO_OFFSETS else None
+        return (local is not None and _canonical(local)) or _format(dt)
+    shifted = _shifted(text, dt)
+    if shifted is not None:
+        return shifted
+    try:
+        return _format(dt.astimezone(UTC))
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError(f"unparseable timestamp: {value!r}") from None
+
+
+_fromisoformat = datetime.fromisoformat
+_ZERO_OFFSETS = ("+00:00", "-00:00")
 
 
 def _format(dt: datetime) -> str:
@@ -107,13 +119,6 @@ def _canonical(text: str) -> str | None:
     if text[19] != ".":
         return None
     return text + "000000"[: 26 - size]
-
-
-def _without_offset(text: str) -> str | None:
-    """A UTC time's text without its ``Z`` or ``±00:00``; None for any other way of writing UTC."""
-    if text[-1] in "Zz":
-        return text[:-1]
-    return text[:-6] if text[-6:] in ("+00:00", "-00:00") else None
 
 
 def _shifted(text: str, parsed: datetime) -> str | None:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..transform import _is_normalised_timestamp, _json_value_ok, to_utc_iso
+from ..transform import _is_normalised_timestamp, _json_value_ok, text_to_utc_iso, to_utc_iso
 
 if TYPE_CHECKING:
     from .declaration import Field, SourceDeclaration
@@ -42,6 +42,8 @@ _WIRE_REFUSES = {
     "any": "{v} is None",  # a null the general path hands to the convert, which decides
 }
 _DEFAULT_WIRE = {"str": "str", "int": "int", "float": "number", "bool": "bool", "object": "object"}
+# The field kind whose type check a wire type's test already makes (number: an int or a finite float).
+_WIRE_GIVES = {"str": "str", "int": "int", "number": "float", "bool": "bool", "object": "object"}
 
 
 def compile_fast_normalize(d: SourceDeclaration) -> FastNormalize:
@@ -50,6 +52,7 @@ def compile_fast_normalize(d: SourceDeclaration) -> FastNormalize:
     env: dict[str, Any] = {
         "isfinite": math.isfinite,
         "to_utc_iso": to_utc_iso,
+        "text_to_utc_iso": text_to_utc_iso,
         "is_normalised_timestamp": _is_normalised_timestamp,
         "json_value_ok": _json_value_ok,
         "SOURCE": d.name,
@@ -109,13 +112,14 @@ def _field_lines(field: Field, v: str, number: int, env: dict[str, Any]) -> list
     if field.convert is not None:
         env[f"convert{number}"] = field.convert
         read.append(f"{v} = convert{number}({v})")
-    elif field.kind == "timestamp":
-        read.append(f"{v} = to_utc_iso({v})")  # a str, or it raises
+    elif field.kind == "timestamp":  # a str, or it raises
+        read.append(f"{v} = {'text_to_utc_iso' if wire_type == 'str' else 'to_utc_iso'}({v})")
     if must:
         lines += read
     else:  # absent or null on the wire: None, without the convert
         lines += [f"if {v} is not None:", *(f"    {line}" for line in read)]
-    check = _check(field, v, number, env)
+    typed = field.convert is None and _WIRE_GIVES.get(wire_type) == field.kind  # the wire test typed it
+    check = _check(field, v, number, env, typed)
     may_be_none = not must or field.convert is not None
     if field.required and may_be_none:
         lines += [f"if {v} is None{' or ' + check if check else ''}:", "    return None"]
@@ -126,26 +130,34 @@ def _field_lines(field: Field, v: str, number: int, env: dict[str, Any]) -> list
     return lines
 
 
-def _check(field: Field, v: str, number: int, env: dict[str, Any]) -> str:
-    """The condition under which validation might refuse the (non-None) value ('' when it never does)."""
+def _check(field: Field, v: str, number: int, env: dict[str, Any], typed: bool) -> str:
+    """The condition under which validation might refuse the (non-None) value ('' when it never does);
+    `typed`: the wire test has already made sure the value has the kind's type."""
     kind = field.kind
     if kind == "str":
         if field.choices is None:
-            return f"type({v}) is not str or not {v}"
+            return f"not {v}" if typed else f"type({v}) is not str or not {v}"
         env[f"choices{number}"] = field.choices
-        return f"type({v}) is not str or {v} not in choices{number}"
+        return (
+            f"{v} not in choices{number}" if typed else f"type({v}) is not str or {v} not in choices{number}"
+        )
     if kind == "timestamp":
         if field.convert is None:
             return ""  # to_utc_iso's output: normalised by construction
         return f"type({v}) is not str or not is_normalised_timestamp({v})"
     low, high = field.spec().bounds
     env[f"low{number}"], env[f"high{number}"] = low, high
-    if kind == "float":  # NaN fails both comparisons
-        return f"not ((type({v}) is float or type({v}) is int) and low{number} <= {v} <= high{number})"
+    in_bounds = f"low{number} <= {v} <= high{number}"  # NaN fails both comparisons
+    if kind == "float":
+        return (
+            f"not ({in_bounds})"
+            if typed
+            else f"not ((type({v}) is float or type({v}) is int) and {in_bounds})"
+        )
     if kind == "int":
-        return f"type({v}) is not int or not (low{number} <= {v} <= high{number})"
+        return f"not ({in_bounds})" if typed else f"type({v}) is not int or not ({in_bounds})"
     if kind == "bool":
-        return f"type({v}) is not bool"
+        return "" if typed else f"type({v}) is not bool"
     if kind == "object":
-        return f"type({v}) is not dict or not json_value_ok({v})"
+        return f"not json_value_ok({v})" if typed else f"type({v}) is not dict or not json_value_ok({v})"
     raise ValueError(f"unknown field kind {kind!r} for {field.name}")  # check_declaration refuses it first
