@@ -221,6 +221,7 @@ def stage_batch(
     return counts, max_updated, manifest, stats
 
 
+@fewer_collections()  # the whole extract: making the S3 client allocates much too
 def extract(
     source: Source,
     platform: Platform,
@@ -256,8 +257,8 @@ def extract(
     http = requests.Session()
     client = api_client(source, platform, settings, http, earlier_requests)
     budget = _budget(source, settings)
-    with http, client, writer, fewer_collections():
-        guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"), source.page_keys)
+    with http, client, writer:
+        guard = ProgressGuard(source.record_key, settings.get_int("max_stalled_pages"), source.key_hashes)
         paginator = source.paginator(settings)
         first = source.first_request(since, source.page_size_for(settings))
         pages = client.pages(first, paginator, source.parse_page, guard)

@@ -16,6 +16,7 @@ import requests
 
 from ..http.auth import Auth
 from ..http.paginate import PageRequest, Paginator
+from ..http.progress import key_hashes
 from ..platform import Platform
 from ..settings import SETTINGS, Settings
 from ..transform import RecordSchema
@@ -78,9 +79,10 @@ class Source(ABC):
             return None
         return record_id, version
 
-    def page_keys(self, records: list) -> set[Hashable | None]:
-        """The `record_key` of every record of a page, as a set: the progress guard's work per page."""
-        return set(map(self.record_key, records))
+    def key_hashes(self, records: list) -> set[int | None]:
+        """The hash of each record's `record_key` (None for a record without one), as a set: the progress
+        guard's work per page (http/progress.py says why hashes)."""
+        return key_hashes(map(self.record_key, records))
 
     @abstractmethod
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
