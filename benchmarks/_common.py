@@ -207,11 +207,12 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """The procedure's extract step `api2snow.ingest.extract`: pages -> RecordProcessor -> S3BatchWriter."""
     import uuid
 
-    from api2snow import ingest, jsonl
+    from api2snow import ingest, jsonl, wire
     from api2snow.settings import Settings
 
-    if spec.get("stdlib_json"):  # the fallback where orjson is not importable: jsonl uses json.dumps
+    if spec.get("stdlib_json"):  # the fallback where orjson is not importable: json.loads and json.dumps
         jsonl._orjson = None
+        wire._orjson = None
 
     source = bench_source(spec["api"])
     settings = Settings(database="BENCH", values=spec["settings"])

@@ -14,6 +14,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+try:  # the ingest procedures get it from Snowflake's PyPI artifact repository (jsonl.py); optional
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
 __all__ = [
     "OversizedNumber",
     "json_body",
@@ -26,6 +31,9 @@ __all__ = [
 ]
 
 _BOM = "\ufeff"
+# Every digit as "9", every other byte as a space: a run of 19 "9"s is a number orjson might not keep exact.
+_DIGITS_ONLY = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_DIGIT_RUN = b"9" * 19
 _INT_DIGITS_LIMIT = 4000  # below Python's int/str conversion limit (4300 digits)
 
 
@@ -46,7 +54,17 @@ def json_body(content: bytes) -> Any:
     Bytes that are not UTF-8 become lone surrogates inside the strings that hold them (the record is then
     rejected as unencodable text), and integers too long for Python stay as `OversizedNumber` (rejected as
     out of range). Structural damage (truncated JSON) still raises ValueError: the page is re-fetched.
+
+    orjson, where the procedure has it, decodes a body several times faster and to the same values, with one
+    exception: an integer beyond 64 bits comes back as a float, silently. So a body with a run of 19 or more
+    digits anywhere (found by one `translate` and one substring search, both in C) goes to the standard
+    library, as does any body orjson refuses.
     """
+    if _orjson is not None and _LONG_DIGIT_RUN not in content.translate(_DIGITS_ONLY):
+        try:
+            return _orjson.loads(content)
+        except _orjson.JSONDecodeError:  # bytes not UTF-8, a BOM, NaN, 1e400...: the standard library decides
+            pass
     text = content.decode("utf-8", "surrogateescape")
     if text.startswith(_BOM):
         text = text[1:]

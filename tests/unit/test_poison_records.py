@@ -65,6 +65,44 @@ def test_json_body_keeps_bad_text_and_huge_numbers_inside_their_record():
     assert items[3] == {"ok": 1}
 
 
+_BODIES = [
+    b'{"items": [{"id": "a-1", "n": 1, "x": 0.1, "e": 1e5, "z": -0.0, "m": -0, "t": true, "u": null}]}',
+    b'{"n": 9223372036854775807, "m": -9223372036854775808, "u": 18446744073709551615}',  # 64 bits: exact
+    b'{"n": 18446744073709551616}',  # 65 bits: orjson would give a float
+    b'{"n": -9223372036854775809}',
+    b'{"n": 123456789012345678901234567890.5}',
+    b'{"id": "x1234567890123456789", "n": 1}',  # the long run of digits is text: still the same values
+    b'{"a": 1, "a": 2}',
+    b'{"a": "\\u00e9\\ud83d\\ude00"}',
+    b'{"a": "\\ud800"}',
+    b'{"a": "caf\xe9"}',
+    b'\xef\xbb\xbf{"a": 1}',
+    b"[NaN, Infinity, -Infinity, 1e400]",
+    b" [1, [2, [3, {}]]] ",
+]
+
+
+@pytest.mark.parametrize("body", _BODIES)
+def test_json_body_gives_the_same_values_with_orjson_as_with_the_standard_library(monkeypatch, body):
+    from api2snow import wire
+
+    if wire._orjson is None:
+        pytest.skip("orjson is not installed here")
+    fast = json_body(body)
+    monkeypatch.setattr(wire, "_orjson", None)
+    slow = json_body(body)
+    assert repr(fast) == repr(slow)  # repr: 1 and 1.0, and NaN, compare as themselves
+    assert [type(v) for v in _leaves(fast)] == [type(v) for v in _leaves(slow)]
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
 def test_json_body_still_fails_on_a_truncated_page():
     with pytest.raises(ValueError):
         json_body(b'{"items": [{"a": 1}')
