@@ -30,7 +30,6 @@ from .ledger import BatchRecord
 from .platform import Platform
 from .settings import Settings
 from .sources import Source
-from .staging import partition_prefix
 from .window import PageWindow, TimeWindow, utc_now
 
 log = logging.getLogger(__name__)
@@ -147,29 +146,17 @@ def _fetch(
     s3: Any,
 ) -> dict[str, Any]:
     """One bounded batch of the window, staged on S3 and recorded STAGED in the ledger."""
-    busy = recovery.close_dead_batches(session, settings, source, batch_id, s3)
-    if busy is not None:
-        raise _busy(source, busy)
     now = utc_now()
-    ledger.start_batch(
-        session,
-        settings,
-        batch_id,
-        source.name,
-        platform.run_id(session),
-        window.start,
-        window.end,
-        partition_prefix(source.name, now),
-        kind=ledger.BACKFILL,
+    busy = ingest.open_batch(
+        session, platform, settings, source, batch_id, (window.start, window.end), now, s3, ledger.BACKFILL
     )
-    rival = ingest.give_way_to_rival(session, settings, source, batch_id, s3)
-    if rival is not None:  # an hourly ingest started at the same moment
-        raise _busy(source, rival)
+    if busy is not None:  # an hourly ingest is running, its batch awaits its load, or it opened just now
+        raise _busy(source, busy)
     # From a little before the start (the APIs filter with a strict `>`, some only to the second); the
     # window cuts the pages to [start, end) and ends the read at the end.
     since = window.start - timedelta(seconds=max(1, settings.get_int("incremental_overlap_seconds")))
     cut = PageWindow(source.wire_version, window.start, window.end)
-    staged = ingest.stage_batch(session, platform, settings, source, batch_id, since, now, cut)
+    staged = ingest.stage_batch(session, platform, settings, source, batch_id, since, now, s3, cut)
     _, max_updated, _, stats = staged
     complete = stats["complete"]
     fetched = {

@@ -140,8 +140,8 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
             "batch %s of %s is already %s; not fetching the window again", batch_id, source.name, existing
         )
         return {**summary, "status": existing, "skipped": "window already staged"}
-    blocker = recovery.close_dead_batches(session, settings, source, batch_id, s3)
-    if blocker is not None:
+    blocker = open_batch(session, platform, settings, source, batch_id, (since, now), now, s3)
+    if blocker is not None:  # an earlier batch of the source, or a BACKFILL opened at the same moment
         log.info(
             "%s waits for its batch %s (%s) before fetching more",
             source.name,
@@ -149,21 +149,7 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
             blocker.status,
         )
         return {**summary, "status": "WAITING", "skipped": f"batch {blocker.batch_id} is {blocker.status}"}
-
-    ledger.start_batch(
-        session,
-        settings,
-        batch_id,
-        source.name,
-        platform.run_id(session),
-        since,
-        now,
-        partition_prefix(source.name, now),
-    )
-    rival = give_way_to_rival(session, settings, source, batch_id, s3)
-    if rival is not None:  # a BACKFILL of the source started at the same moment
-        return {**summary, "status": "WAITING", "skipped": f"batch {rival.batch_id} is {rival.status}"}
-    staged = stage_batch(session, platform, settings, source, batch_id, since, now)
+    staged = stage_batch(session, platform, settings, source, batch_id, since, now, s3)
     counts, max_updated, manifest, stats = staged
     return {
         **summary,
@@ -181,11 +167,27 @@ def run_ingest(session: Any, platform: Platform, settings: Settings, source: Sou
     }
 
 
-def give_way_to_rival(
-    session: Any, settings: Settings, source: Source, batch_id: str, s3: Any
+def open_batch(
+    session: Any,
+    platform: Platform,
+    settings: Settings,
+    source: Source,
+    batch_id: str,
+    window: tuple[datetime | None, datetime],
+    partition_time: datetime,
+    s3: Any,
+    kind: str = ledger.HOURLY,
 ) -> recovery.Blocker | None:
-    """Right after opening `batch_id`: the open batch of the source that another run (the hourly ingest or
-    a BACKFILL) opened at the same moment, if any; `batch_id` is then abandoned, giving way to it."""
+    """Open `batch_id` (its ledger `window`, its parts under `partition_time`) for the hourly ingest or a
+    BACKFILL (`kind`). Returns the batch of the source that blocks it instead, if any: an earlier one still
+    open (nothing is opened), or one another run opened at the same moment (`batch_id` is then abandoned,
+    giving way to it)."""
+    blocker = recovery.close_dead_batches(session, settings, source, batch_id, s3)
+    if blocker is not None:
+        return blocker
+    run_id = platform.run_id(session)
+    prefix = partition_prefix(source.name, partition_time)
+    ledger.start_batch(session, settings, batch_id, source.name, run_id, *window, prefix, kind=kind)
     rival = recovery.close_dead_batches(session, settings, source, batch_id, s3)
     if rival is not None:
         ledger.abandon_batch(session, settings, batch_id, f"abandoned: gave way to batch {rival.batch_id}")
@@ -200,6 +202,7 @@ def stage_batch(
     batch_id: str,
     since: datetime | None,
     partition_time: datetime,
+    s3: Any,
     window: PageWindow | None = None,
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
     """`extract` for an opened batch, recorded STAGED in the ledger (FAILED, and raised, when it fails)."""
@@ -213,6 +216,7 @@ def stage_batch(
             partition_time,
             earlier_requests=ledger.recent_request_times(session, settings, source.name),
             window=window,
+            s3=s3,
         )
     except Exception as exc:
         ledger.fail_batch(session, settings, batch_id, f"{type(exc).__name__}: {exc}")
@@ -231,9 +235,11 @@ def extract(
     partition_time: datetime,
     earlier_requests: Sequence[float] = (),
     window: PageWindow | None = None,
+    s3: Any = None,
 ) -> tuple[dict[str, int], str | None, dict[str, Any], dict[str, Any]]:
     """Pages -> records -> parts for one batch; `earlier_requests` are a previous run's sends (epoch s);
-    `window` keeps only the records of a backfill's time window and ends the read at its end."""
+    `window` keeps only the records of a backfill's time window and ends the read at its end; `s3` is the
+    caller's S3 client (one is made when None)."""
     processor = RecordProcessor(
         source.normalize,
         source.schema,
@@ -245,7 +251,7 @@ def extract(
     )
     max_updated: str | None = None
     writer = S3BatchWriter(
-        s3_client(platform, settings),
+        s3 if s3 is not None else s3_client(platform, settings),
         settings.get("bucket"),
         source.name,
         batch_id,

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from ..conftest import start_stack
+from ..integration.test_dashboard import SECTIONS
 
 pytestmark = pytest.mark.integration
 CLI = Path(sys.executable).parent / "api2snow"
@@ -32,14 +33,6 @@ CHROMEDRIVER = shutil.which("chromedriver")
 NO_BROWSER = (
     "no headless browser here: the browser test needs Debian's chromium and chromium-driver "
     "(`make browser-test` installs them with apt-get and runs it)"
-)
-SECTIONS = (
-    "Freshness per source",
-    "Latest graph runs",
-    "Data quality over time",
-    "Daily volumes per source and category",
-    "Rejects by reason",
-    "Backfills",
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -90,3 +90,17 @@ def load_batch(stack: Any, source: str, payloads: list[dict[str, Any]]) -> str:
         params=[key, batch_id, *params],
     ).collect()
     return batch_id
+
+
+def failing(handler: Callable[..., Any], times: int) -> Callable[..., Any]:
+    """`handler`, raising on its first `times` calls (a transient fault a retry cures)."""
+    calls = 0
+
+    def flaky(session: Any, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise RuntimeError(f"transient fault {calls}")
+        return handler(session, *args)
+
+    return flaky

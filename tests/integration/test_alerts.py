@@ -20,7 +20,7 @@ from api2snow.platform import get_platform
 from api2snow_cli.local.platform import set_run_context
 from api2snow_cli.local.tasks import RunContext
 
-from .helpers import scalar, set_config
+from .helpers import failing, scalar, set_config
 
 pytestmark = pytest.mark.integration
 FAKE_TOKEN = "sk_live_4f9a8b7c6d5e"  # what a careless upstream error might echo back
@@ -28,19 +28,6 @@ FAKE_TOKEN = "sk_live_4f9a8b7c6d5e"  # what a careless upstream error might echo
 
 def _always_failing(session: Any, *args: Any) -> Any:
     raise RuntimeError(f'upstream said "no": Authorization: Bearer {FAKE_TOKEN} (SNOWFLAKE_WEBHOOK_SECRET)')
-
-
-def _failing_times(handler: Callable[..., Any], times: int) -> Callable[..., Any]:
-    calls = 0
-
-    def flaky(session: Any, *args: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls <= times:
-            raise RuntimeError(f"transient fault {calls}")
-        return handler(session, *args)
-
-    return flaky
 
 
 def _record_check(severity: str) -> Callable[..., Any]:
@@ -144,7 +131,7 @@ def test_a_run_that_fails_on_every_attempt_alerts_once_with_the_task_its_redacte
 
 
 def test_a_failure_a_retry_cures_sends_nothing(stack, monkeypatch):
-    monkeypatch.setattr(procedures, "build_analytics", _failing_times(procedures.build_analytics, times=1))
+    monkeypatch.setattr(procedures, "build_analytics", failing(procedures.build_analytics, times=1))
     run_id, runs = stack.run_graph()
     assert _run_state(stack, run_id) == "SUCCEEDED"
     assert max(r.attempt for r in runs) == 2

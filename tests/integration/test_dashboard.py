@@ -16,6 +16,15 @@ from api2snow_cli.dashboard import APP, CONNECTION_ENV, TASK_HISTORY_ENV, app_en
 from ..conftest import start_stack
 
 pytestmark = pytest.mark.integration
+# The page's section headers, in order (the browser test looks for the same ones).
+SECTIONS = (
+    "Freshness per source",
+    "Latest graph runs",
+    "Data quality over time",
+    "Daily volumes per source and category",
+    "Rejects by reason",
+    "Backfills",
+)
 INVALID_RECORD_RATE = 0.05  # API A serves some invalid records, so there are rejects to show
 
 
@@ -83,14 +92,7 @@ def clean_counts(stack: Any) -> dict[str, int]:
 
 
 def test_the_page_has_every_section(page):
-    assert [h.value for h in page.header] == [
-        "Freshness per source",
-        "Latest graph runs",
-        "Data quality over time",
-        "Daily volumes per source and category",
-        "Rejects by reason",
-        "Backfills",
-    ]
+    assert tuple(h.value for h in page.header) == SECTIONS
 
 
 def test_freshness_shows_one_row_per_source_with_its_clean_rows(page, watched):

@@ -6,29 +6,16 @@ graph run group, from the failed task, at most twice; the finalizer runs after e
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from api2snow import procedures
 from api2snow.quality import DataQualityError
 
+from .helpers import failing
+
 pytestmark = pytest.mark.integration
 ANALYTICS_AND_AFTER = {"ANALYTICS", "DQ", "VALIDATE_DQ", "PUBLISH_METRICS"}
-
-
-def _failing(handler: Callable[..., Any], times: int) -> Callable[..., Any]:
-    """`handler`, raising on its first `times` calls (a transient fault a retry cures)."""
-    calls = 0
-
-    def flaky(session: Any, *args: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls <= times:
-            raise RuntimeError(f"transient fault {calls}")
-        return handler(session, *args)
-
-    return flaky
 
 
 def _history(stack, run_id: str) -> dict[int, dict[str, str]]:
@@ -55,7 +42,7 @@ def _pipeline_runs(stack, run_id: str) -> list[Any]:
 
 
 def test_a_task_that_fails_once_is_retried_from_there_and_the_run_is_one_succeeded_row(stack, monkeypatch):
-    monkeypatch.setattr(procedures, "build_analytics", _failing(procedures.build_analytics, times=1))
+    monkeypatch.setattr(procedures, "build_analytics", failing(procedures.build_analytics, times=1))
     run_id, runs = stack.run_graph()
 
     assert {r.state for r in runs} == {"SUCCEEDED"}, [(r.name, r.error) for r in runs if r.error]
@@ -75,7 +62,7 @@ def test_a_task_that_fails_once_is_retried_from_there_and_the_run_is_one_succeed
 
 
 def test_a_task_that_fails_on_every_attempt_makes_one_failed_row(stack, monkeypatch):
-    monkeypatch.setattr(procedures, "publish_metrics", _failing(procedures.publish_metrics, times=99))
+    monkeypatch.setattr(procedures, "publish_metrics", failing(procedures.publish_metrics, times=99))
     run_id, runs = stack.run_graph()
 
     states = {r.name.rsplit(".", 1)[-1]: (r.state, r.attempt) for r in runs}

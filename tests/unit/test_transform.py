@@ -18,6 +18,7 @@ from api2snow.transform import (
 )
 
 from tests.unit.entity_schemas import CAMERA_SCHEMA, EVENT_SCHEMA
+from tests.unit.test_poison_records import GOOD_A, GOOD_B
 
 # ------------------------------------------------------------------------------------------- to_utc_iso
 
@@ -397,27 +398,8 @@ def test_jsonl_circular_reference_raises(monkeypatch):
 # ----------------------------------------------------------------------- the compiled path of a source
 
 _GOOD_RAW = {
-    "api_a": {
-        "id": "a-1",
-        "type": "DETECTION",
-        "camera_id": "cam-007",
-        "category": "Person",
-        "confidence": 0.87,
-        "occurred_at": "2026-11-26T09:59:58.123+02:00",
-        "updated_at": "2026-11-26T08:00:01.000Z",
-        "duration_ms": 1200,
-        "attributes": {"zone": "entrance", "n": 3},
-    },
-    "api_b": {
-        "eventId": 1,
-        "eventKind": "MOTION",
-        "cameraRef": "cam-001",
-        "label": "Animal",
-        "score": 50,
-        "timestampMs": 1764150000000,
-        "modifiedMs": 1764150000001,
-        "durationSec": 0.5,
-    },
+    "api_a": {**GOOD_A, "attributes": {"zone": "entrance", "n": 3}},  # a nested number to vary too
+    "api_b": GOOD_B,
     "api_c": {
         "cameraId": "cam-001",
         "siteId": "site-1",

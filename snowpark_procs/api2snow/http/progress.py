@@ -44,7 +44,6 @@ class ProgressGuard:
         source's `key_hashes`)."""
         if max_stalled < 1:
             raise ValueError("max_stalled must be >= 1")
-        self.record_key = record_key
         self.page_key_hashes = page_key_hashes or (lambda records: key_hashes(map(record_key, records)))
         self.max_stalled = max_stalled
         self.stalled = 0
